@@ -1,0 +1,319 @@
+// CPU kernels of the gapo ops.
+//
+// Work is split over groups with torch's parallel_for (the stable-ABI wrapper of
+// at::parallel_for), in tasks of about kRewardsPerTask rewards so that small batches run on
+// the calling thread and large ones use every thread. Each task owns one scratch buffer that
+// grows to the largest group it meets: nothing is allocated per group. A group is gathered
+// into the buffer without its missing rewards, sorted (insertion sort when small, std::sort
+// otherwise), and handed to the shared per-group logic in gapo/group_logic.h.
+//
+// Statistics are accumulated in double on the CPU (the spec asks for float32 at least): it
+// costs nothing next to the sort and keeps one group of 10^6 float32 rewards exact to ~1e-12.
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/util/BFloat16.h>
+#include <torch/headeronly/util/Half.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "gapo/group_logic.h"
+#include "gapo/op_checks.h"
+
+namespace gapo::cpu {
+namespace {
+
+using torch::stable::Tensor;
+
+// Rewards per parallel task: below this a batch runs on the calling thread, where waking the
+// pool would cost more than the work (a 512 x 16 trainer batch is ~25 us of work).
+constexpr int64_t kRewardsPerTask = 16384;
+// Insertion sort beats std::sort on a few dozen keys and needs no recursion.
+constexpr int64_t kInsertionSortMax = 32;
+
+// Keys are sorted as float for 16- and 32-bit rewards (4-byte compares, no precision lost:
+// half and bfloat16 convert exactly) and as double for float64 rewards.
+template <class T>
+using SortKey = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <class K>
+inline void sort_keys(K* keys, int64_t n) {
+  if (n <= kInsertionSortMax) {
+    insertion_sort(keys, n);
+  } else {
+    std::sort(keys, keys + n);
+  }
+}
+
+// Fails before anything is written if offsets do not partition [0, num_rewards).
+template <class Index>
+void check_offsets_values(const Index* offsets, int64_t num_groups, int64_t num_rewards) {
+  STD_TORCH_CHECK(offsets[0] == 0, "gapo: offsets must start at 0, got offsets[0] = ", int64_t(offsets[0]));
+  for (int64_t g = 0; g < num_groups; ++g) {
+    STD_TORCH_CHECK(offsets[g] <= offsets[g + 1], "gapo: offsets must be non-decreasing, but offsets[", g,
+                    "] = ", int64_t(offsets[g]), " > offsets[", g + 1, "] = ", int64_t(offsets[g + 1]));
+  }
+  STD_TORCH_CHECK(offsets[num_groups] == num_rewards, "gapo: offsets must end at the number of rewards (",
+                  num_rewards, "), got offsets[-1] = ", int64_t(offsets[num_groups]));
+}
+
+// Calls on_group(g, first, last, sorted_finite_keys, n) for every group g, in parallel over
+// groups. Group g holds positions [first, last); position p is reward row row_of(p).
+template <class T, class Index, class RowOf, class OnGroup>
+void for_each_sorted_group(const T* rewards, int64_t stride, const Index* offsets, int64_t num_groups,
+                           RowOf row_of, OnGroup on_group) {
+  using K = SortKey<T>;
+  const int64_t num_rewards = offsets[num_groups];
+  const int64_t mean_group = std::max<int64_t>(1, num_rewards / std::max<int64_t>(1, num_groups));
+  const int64_t grain = std::max<int64_t>(1, kRewardsPerTask / mean_group);
+  torch::stable::parallel_for(0, num_groups, grain, [&](int64_t group_begin, int64_t group_end) {
+    std::vector<K> keys;  // this task's scratch, grown only when a larger group arrives
+    for (int64_t g = group_begin; g < group_end; ++g) {
+      const int64_t first = offsets[g];
+      const int64_t last = offsets[g + 1];
+      if (static_cast<int64_t>(keys.size()) < last - first) keys.resize(last - first);
+      int64_t n = 0;
+      for (int64_t p = first; p < last; ++p) {
+        const K value = static_cast<K>(rewards[row_of(p) * stride]);
+        keys[n] = value;  // branch-free compaction of the finite rewards
+        n += is_missing(value) ? 0 : 1;
+      }
+      sort_keys(keys.data(), n);
+      on_group(g, first, last, keys.data(), n);
+    }
+  });
+}
+
+template <class T, class Index, class RowOf>
+void write_advantages(const T* rewards, int64_t stride, const Index* offsets, int64_t num_groups, RowOf row_of,
+                      const Params& params, T* out) {
+  for_each_sorted_group(rewards, stride, offsets, num_groups, row_of,
+                        [&](int64_t, int64_t first, int64_t last, const SortKey<T>* sorted, int64_t n) {
+                          if (first == last) return;
+                          double baseline = 0.0;
+                          double inv_divisor = 0.0;  // all rewards missing: every A is 0
+                          if (n > 0) {
+                            const GroupStats<double> st = group_stats_of_sorted<double>(sorted, n, params);
+                            baseline = st.baseline;
+                            inv_divisor = inverse_divisor(params.scale, st.scale, params.eps);
+                          }
+                          for (int64_t p = first; p < last; ++p) {
+                            const int64_t row = row_of(p);
+                            out[row] = static_cast<T>(advantage_of(rewards[row * stride], baseline, inv_divisor));
+                          }
+                        });
+}
+
+template <class F>
+void dispatch_reward_type(torch::headeronly::ScalarType type, F&& f) {
+  switch (type) {
+    case ScalarType::Float:
+      return f(float{});
+    case ScalarType::Double:
+      return f(double{});
+    case ScalarType::Half:
+      return f(c10::Half{});
+    case ScalarType::BFloat16:
+      return f(c10::BFloat16{});
+    default:
+      STD_TORCH_CHECK(false, "gapo: rewards must be float16, bfloat16, float32 or float64");
+  }
+}
+
+template <class F>
+void dispatch_index_type(torch::headeronly::ScalarType type, F&& f) {
+  if (type == ScalarType::Int) return f(int32_t{});
+  STD_TORCH_CHECK(type == ScalarType::Long, "gapo: offsets and group_ids must be int32 or int64");
+  return f(int64_t{});
+}
+
+struct Identity {
+  int64_t operator()(int64_t p) const { return p; }
+};
+
+Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets, double tau, std::string baseline,
+                     std::string scale, double eps, std::optional<int64_t> max_group_size) {
+  check_rewards_and_offsets(rewards, offsets);
+  const Params params = make_params(tau, baseline, scale, eps);
+  (void)max_group_size;  // a GPU launch hint; the CPU reads offsets directly
+  Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
+  const int64_t num_groups = offsets.numel() - 1;
+  dispatch_index_type(offsets.scalar_type(), [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    const Index* off = offsets.const_data_ptr<Index>();
+    check_offsets_values(off, num_groups, rewards.numel());
+    dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
+      using T = decltype(reward_tag);
+      write_advantages(rewards.const_data_ptr<T>(), rewards.stride(0), off, num_groups, Identity{}, params,
+                       out.mutable_data_ptr<T>());
+    });
+  });
+  return out;
+}
+
+using StatsTuple = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+StatsTuple group_stats_cpu(const Tensor& rewards, const Tensor& offsets, double tau, std::string baseline,
+                           std::string scale) {
+  check_rewards_and_offsets(rewards, offsets);
+  const Params params = make_params(tau, baseline, scale, /*eps=*/0.0);
+  const int64_t num_groups = offsets.numel() - 1;
+  const bool is_double = rewards.scalar_type() == ScalarType::Double;
+  const auto stat_type = is_double ? ScalarType::Double : ScalarType::Float;
+  std::vector<Tensor> columns;
+  for (int i = 0; i < 7; ++i) columns.push_back(torch::stable::new_empty(rewards, {num_groups}, stat_type));
+  Tensor count = torch::stable::new_empty(rewards, {num_groups}, ScalarType::Long);
+
+  dispatch_index_type(offsets.scalar_type(), [&](auto index_tag) {
+    using Index = decltype(index_tag);
+    const Index* off = offsets.const_data_ptr<Index>();
+    check_offsets_values(off, num_groups, rewards.numel());
+    dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
+      using T = decltype(reward_tag);
+      auto write = [&](auto stat_tag) {
+        using S = decltype(stat_tag);
+        S* q = columns[0].mutable_data_ptr<S>();
+        S* s = columns[1].mutable_data_ptr<S>();
+        S* lo = columns[2].mutable_data_ptr<S>();
+        S* hi = columns[3].mutable_data_ptr<S>();
+        S* mean = columns[4].mutable_data_ptr<S>();
+        S* min = columns[5].mutable_data_ptr<S>();
+        S* max = columns[6].mutable_data_ptr<S>();
+        int64_t* n_out = count.mutable_data_ptr<int64_t>();
+        for_each_sorted_group(rewards.const_data_ptr<T>(), rewards.stride(0), off, num_groups, Identity{},
+                              [&](int64_t g, int64_t, int64_t, const SortKey<T>* sorted, int64_t n) {
+                                const GroupStats<double> st = group_stats_of_sorted<double>(sorted, n, params);
+                                q[g] = static_cast<S>(st.baseline);
+                                s[g] = static_cast<S>(st.scale);
+                                lo[g] = static_cast<S>(st.hdi_low);
+                                hi[g] = static_cast<S>(st.hdi_high);
+                                mean[g] = static_cast<S>(st.mean);
+                                min[g] = static_cast<S>(st.min);
+                                max[g] = static_cast<S>(st.max);
+                                n_out[g] = st.count;
+                              });
+      };
+      if (is_double) {
+        write(double{});
+      } else {
+        write(float{});
+      }
+    });
+  });
+  return {columns[0], columns[1], columns[2], columns[3], columns[4], columns[5], columns[6], count};
+}
+
+// Rows grouped by id, as CSR over the ids that occur, in ascending id order.
+struct RowGroups {
+  std::vector<int64_t> order;       // row indices, group after group, rows ascending within a group
+  std::vector<int64_t> offsets;     // G + 1
+  std::vector<int64_t> unique_ids;  // G
+};
+
+// Ids spanning at most ~N values (what trainers produce: 0..G-1, repeated prompt indices) are
+// grouped by counting sort in O(N + range); sparse ids (hashes, uuids as int64) by sorting
+// (id, row) pairs in O(N log N).
+template <class Id>
+RowGroups group_rows(const Id* ids, int64_t n) {
+  RowGroups out;
+  out.offsets.push_back(0);
+  if (n == 0) return out;
+  out.order.resize(n);
+  const auto [min_it, max_it] = std::minmax_element(ids, ids + n);
+  const int64_t min_id = *min_it;
+  const uint64_t span = static_cast<uint64_t>(static_cast<int64_t>(*max_it)) - static_cast<uint64_t>(min_id);
+  if (span < static_cast<uint64_t>(std::max<int64_t>(n, 1024))) {
+    const int64_t range = static_cast<int64_t>(span) + 1;
+    std::vector<int64_t> cursor(range, 0);
+    for (int64_t i = 0; i < n; ++i) ++cursor[static_cast<int64_t>(ids[i]) - min_id];
+    int64_t start = 0;
+    for (int64_t r = 0; r < range; ++r) {
+      const int64_t size = cursor[r];
+      if (size == 0) continue;
+      cursor[r] = start;
+      start += size;
+      out.offsets.push_back(start);
+      out.unique_ids.push_back(min_id + r);
+    }
+    for (int64_t i = 0; i < n; ++i) out.order[cursor[static_cast<int64_t>(ids[i]) - min_id]++] = i;
+    return out;
+  }
+  std::vector<std::pair<int64_t, int64_t>> pairs(n);
+  for (int64_t i = 0; i < n; ++i) pairs[i] = {static_cast<int64_t>(ids[i]), i};
+  std::sort(pairs.begin(), pairs.end());
+  for (int64_t i = 0; i < n; ++i) {
+    out.order[i] = pairs[i].second;
+    if (i > 0 && pairs[i].first != pairs[i - 1].first) out.offsets.push_back(i);
+    if (i == 0 || pairs[i].first != pairs[i - 1].first) out.unique_ids.push_back(pairs[i].first);
+  }
+  out.offsets.push_back(n);
+  return out;
+}
+
+void check_group_ids(const Tensor& rewards, const Tensor& group_ids) {
+  STD_TORCH_CHECK(group_ids.dim() == 1, "gapo: group_ids must be 1-D, got ", group_ids.dim(), " dimensions");
+  STD_TORCH_CHECK(is_index_dtype(group_ids.scalar_type()), "gapo: group_ids must be int32 or int64");
+  STD_TORCH_CHECK(group_ids.is_cpu() && rewards.is_cpu(), "gapo: group_ids must be on the same device as rewards");
+  STD_TORCH_CHECK(group_ids.numel() == rewards.numel(), "gapo: group_ids must have one id per reward (",
+                  rewards.numel(), "), got ", group_ids.numel());
+}
+
+RowGroups group_rows_of(const Tensor& group_ids) {
+  // Ids may be non-contiguous: the copy keeps the grouping code to one layout.
+  const Tensor ids = torch::stable::contiguous(group_ids);
+  RowGroups groups;
+  dispatch_index_type(ids.scalar_type(), [&](auto id_tag) {
+    using Id = decltype(id_tag);
+    groups = group_rows(ids.const_data_ptr<Id>(), ids.numel());
+  });
+  return groups;
+}
+
+Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids, double tau, std::string baseline,
+                            std::string scale, double eps) {
+  STD_TORCH_CHECK(rewards.dim() == 1, "gapo: rewards must be 1-D, got ", rewards.dim(), " dimensions");
+  STD_TORCH_CHECK(is_supported_reward_dtype(rewards.scalar_type()),
+                  "gapo: rewards must be float16, bfloat16, float32 or float64");
+  check_group_ids(rewards, group_ids);
+  const Params params = make_params(tau, baseline, scale, eps);
+  const RowGroups groups = group_rows_of(group_ids);
+  Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
+  const int64_t* order = groups.order.data();
+  const auto row_of = [order](int64_t p) { return order[p]; };
+  dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
+    using T = decltype(reward_tag);
+    write_advantages(rewards.const_data_ptr<T>(), rewards.stride(0), groups.offsets.data(),
+                     static_cast<int64_t>(groups.offsets.size()) - 1, row_of, params, out.mutable_data_ptr<T>());
+  });
+  return out;
+}
+
+Tensor int64_tensor_from(const std::vector<int64_t>& values, const Tensor& like) {
+  Tensor t = torch::stable::new_empty(like, {static_cast<int64_t>(values.size())}, ScalarType::Long);
+  std::copy(values.begin(), values.end(), t.mutable_data_ptr<int64_t>());
+  return t;
+}
+
+std::tuple<Tensor, Tensor, Tensor> group_rows_by_ids_cpu(const Tensor& group_ids) {
+  STD_TORCH_CHECK(group_ids.dim() == 1, "gapo: group_ids must be 1-D, got ", group_ids.dim(), " dimensions");
+  STD_TORCH_CHECK(is_index_dtype(group_ids.scalar_type()), "gapo: group_ids must be int32 or int64");
+  const RowGroups groups = group_rows_of(group_ids);
+  return {int64_tensor_from(groups.order, group_ids), int64_tensor_from(groups.offsets, group_ids),
+          int64_tensor_from(groups.unique_ids, group_ids)};
+}
+
+}  // namespace
+}  // namespace gapo::cpu
+
+STABLE_TORCH_LIBRARY_IMPL(gapo, CPU, m) {
+  m.impl("advantage", TORCH_BOX(&gapo::cpu::advantage_cpu));
+  m.impl("group_stats", TORCH_BOX(&gapo::cpu::group_stats_cpu));
+  m.impl("advantage_by_ids", TORCH_BOX(&gapo::cpu::advantage_by_ids_cpu));
+  m.impl("group_rows_by_ids", TORCH_BOX(&gapo::cpu::group_rows_by_ids_cpu));
+}

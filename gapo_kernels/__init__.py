@@ -1,0 +1,16 @@
+"""gapo_kernels: fast, exact GAPO advantages (and the GRPO family) over ragged groups.
+
+    import gapo_kernels
+    adv = gapo_kernels.advantage(rewards, offsets)            # GAPO, tau = 0.5
+    adv = gapo_kernels.advantage(rewards, group_ids=prompt)   # rows in any order
+    torch.ops.gapo.advantage(rewards, offsets, 0.5, "hdi_median", "rms", 1e-6)
+
+The contract is ../shared/SPEC.md; ``gapo_kernels.reference`` is its executable form.
+"""
+
+from . import reference
+from ._types import GroupStats
+from .ops import advantage, available_backends, build_info, group_stats
+
+__version__ = "0.1.0"
+__all__ = ["advantage", "group_stats", "available_backends", "build_info", "reference", "GroupStats"]

@@ -1,0 +1,159 @@
+"""NumPy reference implementation of ``../shared/SPEC.md``: the oracle for every backend.
+
+Written for clarity, not speed: one group at a time, float64 throughout, exactly-rounded sums
+(``math.fsum``). Every other backend is tested against this module, and it also serves
+``gapo_kernels.advantage(..., backend="reference")``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._checks import check_grouping_choice, check_hyperparameters, check_offsets_values
+from ._types import GroupStats
+
+__all__ = ["advantage", "group_stats", "window_size", "hdi_start"]
+
+
+def window_size(n: int, tau: float) -> int:
+    """k = min(n, max(1, ceil(n * tau))), with n * tau in float64 as Python computes it."""
+    return min(n, max(1, math.ceil(n * tau)))
+
+
+def hdi_start(sorted_values: np.ndarray, k: int) -> int:
+    """First start i minimising s[i + k - 1] - s[i] (strict <, so ties keep the lowest i)."""
+    n = len(sorted_values)
+    best_start, best_width = 0, math.inf
+    for i in range(n - k + 1):
+        width = float(sorted_values[i + k - 1]) - float(sorted_values[i])
+        if width < best_width:
+            best_start, best_width = i, width
+    return best_start
+
+
+def _median_of_sorted(window: np.ndarray) -> float:
+    k = len(window)
+    if k % 2 == 1:
+        return float(window[k // 2])
+    return (float(window[k // 2 - 1]) + float(window[k // 2])) / 2.0
+
+
+def _stats_of_group(values: np.ndarray, tau: float, baseline: str, scale: str) -> tuple:
+    """(Q, S, hdi_low, hdi_high, mean, min, max, n) for one group's raw rewards (float64)."""
+    finite = np.sort(values[np.isfinite(values)])
+    n = len(finite)
+    if n == 0:
+        nan = math.nan
+        return nan, nan, nan, nan, nan, nan, nan, 0
+    mean = math.fsum(finite) / n
+    k = window_size(n, tau)
+    start = hdi_start(finite, k)
+    window = finite[start : start + k]
+    lo, hi = float(window[0]), float(window[-1])
+    if n == 1:
+        # verl's GRPO convention for a lone rollout: Q = 0, S = 1.
+        return 0.0, 1.0, lo, hi, mean, lo, hi, 1
+
+    if baseline == "hdi_median":
+        q = _median_of_sorted(window)
+    elif baseline == "hdi_mean":
+        q = math.fsum(window) / k
+    elif baseline == "median":
+        q = _median_of_sorted(finite)
+    else:  # "mean"
+        q = mean
+
+    if scale == "rms":
+        s = math.sqrt(math.fsum((finite - q) ** 2) / (n - 1))
+    elif scale == "std":
+        s = math.sqrt(math.fsum((finite - mean) ** 2) / (n - 1))
+    else:  # "none"
+        s = 1.0
+    return q, s, lo, hi, mean, float(finite[0]), float(finite[-1]), n
+
+
+def _advantages_of_group(values: np.ndarray, q: float, s: float, scale: str, eps: float) -> np.ndarray:
+    out = np.zeros(len(values), dtype=np.float64)
+    finite = np.isfinite(values)
+    if scale == "none":
+        out[finite] = values[finite] - q
+        return out
+    denominator = s + eps
+    if denominator > 0:
+        out[finite] = (values[finite] - q) / denominator
+    # denominator == 0 only when every reward equals Q and eps == 0: A = 0, as the spec says.
+    return out
+
+
+def _as_rewards(rewards) -> np.ndarray:
+    rewards = np.asarray(rewards)
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be 1-D, got shape {rewards.shape}")
+    if not np.issubdtype(rewards.dtype, np.floating):
+        raise TypeError(f"rewards must be a floating-point array, got dtype {rewards.dtype}")
+    return rewards
+
+
+def _group_index_lists(num_rewards: int, offsets, group_ids) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Row indices of each group, and the sorted unique ids when grouping by ids."""
+    check_grouping_choice(offsets, group_ids)
+    if offsets is not None:
+        offsets = np.asarray(offsets)
+        if offsets.ndim != 1 or len(offsets) < 1:
+            raise ValueError(f"offsets must be 1-D with G + 1 >= 1 entries, got shape {offsets.shape}")
+        if not np.issubdtype(offsets.dtype, np.integer):
+            raise TypeError(f"offsets must be an integer array, got dtype {offsets.dtype}")
+        decreasing = np.nonzero(np.diff(offsets) < 0)[0]
+        check_offsets_values(
+            int(offsets[0]),
+            int(offsets[-1]),
+            int(decreasing[0]) if len(decreasing) else None,
+            num_rewards,
+        )
+        return [np.arange(offsets[g], offsets[g + 1]) for g in range(len(offsets) - 1)], None
+
+    group_ids = np.asarray(group_ids)
+    if group_ids.ndim != 1 or len(group_ids) != num_rewards:
+        raise ValueError(
+            f"group_ids must be 1-D with one id per reward ({num_rewards}), got shape {group_ids.shape}"
+        )
+    if not (np.issubdtype(group_ids.dtype, np.integer) or group_ids.dtype.kind in "OUS"):
+        raise TypeError(f"group_ids must hold integer ids (or string labels), got dtype {group_ids.dtype}")
+    unique_ids, inverse = np.unique(group_ids, return_inverse=True)
+    return [np.nonzero(inverse == g)[0] for g in range(len(unique_ids))], unique_ids
+
+
+def advantage(rewards, offsets=None, *, group_ids=None, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6):
+    """Advantages of ``rewards`` under the spec; same signature as ``gapo_kernels.advantage``.
+
+    Returns an array of the dtype of ``rewards`` (computed in float64, then cast).
+    """
+    rewards = _as_rewards(rewards)
+    check_hyperparameters(tau, baseline, scale, eps)
+    groups, _ = _group_index_lists(len(rewards), offsets, group_ids)
+    values = rewards.astype(np.float64)
+    out = np.zeros(len(rewards), dtype=np.float64)
+    for rows in groups:
+        group = values[rows]
+        q, s, *_ = _stats_of_group(group, tau, baseline, scale)
+        out[rows] = _advantages_of_group(group, q, s, scale, eps)
+    return out.astype(rewards.dtype)
+
+
+def group_stats(rewards, offsets=None, *, group_ids=None, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6):
+    """Per-group ``GroupStats`` of float64 arrays (count is int64).
+
+    With ``group_ids`` the groups come in ascending id order.
+    ``eps`` does not change any statistic; it is accepted for a uniform signature.
+    """
+    rewards = _as_rewards(rewards)
+    check_hyperparameters(tau, baseline, scale, eps)
+    groups, _ = _group_index_lists(len(rewards), offsets, group_ids)
+    values = rewards.astype(np.float64)
+    rows = [_stats_of_group(values[r], tau, baseline, scale) for r in groups]
+    columns = list(zip(*rows)) if rows else [()] * len(GroupStats._fields)
+    arrays = [np.asarray(c, dtype=np.float64) for c in columns[:-1]]
+    arrays.append(np.asarray(columns[-1], dtype=np.int64))
+    return GroupStats(*arrays)

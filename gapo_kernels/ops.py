@@ -70,12 +70,17 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
+# Read once: the hot path (and torch.compile's tracer) must not call into pybind11 or importlib.
+_COMPILED_DEVICES = frozenset(_C.build_info()["backends"]) if _C is not None else frozenset()
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 def _has_compiled(device_type: str) -> bool:
-    return _C is not None and device_type in _C.build_info()["backends"]
+    return device_type in _COMPILED_DEVICES
 
 
 def _has_triton() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_INSTALLED
 
 
 def available_backends(device: str | torch.device = "cpu") -> list[str]:
@@ -184,8 +189,23 @@ def _triton_advantage(rewards, offsets, tau, baseline, scale, eps, max_group_siz
     return triton_backend.advantage(rewards, offsets, tau, baseline, scale, eps, max_group_size)
 
 
+def _call_op(op, *args):
+    """Call a compiled op, re-raising its argument errors as ValueError with the plain message.
+
+    The C++ checks (the only ones on the hot CPU path: offsets values are checked in the kernel,
+    for free) raise RuntimeError("<where>, gapo: <message>") through the stable ABI.
+    """
+    try:
+        return op(*args)
+    except RuntimeError as error:
+        text = str(error)
+        if "gapo: " not in text:
+            raise
+        raise ValueError(text.split("gapo: ", 1)[1].splitlines()[0]) from None
+
+
 def _compiled_advantage(rewards, offsets, tau, baseline, scale, eps, max_group_size=None):
-    return torch.ops.gapo.advantage(rewards, offsets, tau, baseline, scale, eps, max_group_size)
+    return _call_op(torch.ops.gapo.advantage, rewards, offsets, tau, baseline, scale, eps, max_group_size)
 
 
 _ADVANTAGE = {
@@ -236,7 +256,7 @@ def advantage(
 
     ids = _check_group_ids(group_ids, rewards)
     if name == "cpu":
-        return torch.ops.gapo.advantage_by_ids(rewards, ids, float(tau), baseline, scale, float(eps))
+        return _call_op(torch.ops.gapo.advantage_by_ids, rewards, ids, float(tau), baseline, scale, float(eps))
     order, offsets, _ = _rows_grouped_by_id(ids, exact_groups=name != "cuda")
     grouped = _ADVANTAGE[name](rewards[order], offsets, float(tau), baseline, scale, float(eps), max_group_size)
     return torch.empty_like(grouped).index_copy_(0, order, grouped)
@@ -274,7 +294,7 @@ def group_stats(
         _check_offsets(offsets, rewards, name != "cpu" and rewards.device.type == "cpu")
 
     if name in ("cpu", "cuda"):
-        return GroupStats(*torch.ops.gapo.group_stats(rewards, offsets, float(tau), baseline, scale))
+        return GroupStats(*_call_op(torch.ops.gapo.group_stats, rewards, offsets, float(tau), baseline, scale))
     if name == "reference":
         values = rewards.detach().to("cpu", torch.float64).numpy()
         stats = reference.group_stats(values, offsets.cpu().numpy(), tau=tau, baseline=baseline, scale=scale)

@@ -4,8 +4,8 @@
 // at::parallel_for), in tasks of about kRewardsPerTask rewards so that small batches run on
 // the calling thread and large ones use every thread. Each task owns one scratch buffer that
 // grows to the largest group it meets: nothing is allocated per group. A group is gathered
-// into the buffer without its missing rewards, sorted (insertion sort when small, std::sort
-// otherwise), and handed to the shared per-group logic in gapo/group_logic.h.
+// into the buffer without its missing rewards, sorted (sort_keys.h picks the method by size),
+// and handed to the shared per-group logic in gapo/group_logic.h.
 //
 // Statistics are accumulated in double on the CPU (the spec asks for float32 at least): it
 // costs nothing next to the sort and keeps one group of 10^6 float32 rewards exact to ~1e-12.
@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/sort_keys.h"
 #include "gapo/group_logic.h"
 #include "gapo/op_checks.h"
 
@@ -34,22 +35,11 @@ using torch::stable::Tensor;
 // Rewards per parallel task: below this a batch runs on the calling thread, where waking the
 // pool would cost more than the work (a 512 x 16 trainer batch is ~25 us of work).
 constexpr int64_t kRewardsPerTask = 16384;
-// Insertion sort beats std::sort on a few dozen keys and needs no recursion.
-constexpr int64_t kInsertionSortMax = 32;
 
 // Keys are sorted as float for 16- and 32-bit rewards (4-byte compares, no precision lost:
 // half and bfloat16 convert exactly) and as double for float64 rewards.
 template <class T>
 using SortKey = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-template <class K>
-inline void sort_keys(K* keys, int64_t n) {
-  if (n <= kInsertionSortMax) {
-    insertion_sort(keys, n);
-  } else {
-    std::sort(keys, keys + n);
-  }
-}
 
 // Fails before anything is written if offsets do not partition [0, num_rewards).
 template <class Index>
@@ -74,6 +64,7 @@ void for_each_sorted_group(const T* rewards, int64_t stride, const Index* offset
   const int64_t grain = std::max<int64_t>(1, kRewardsPerTask / mean_group);
   torch::stable::parallel_for(0, num_groups, grain, [&](int64_t group_begin, int64_t group_end) {
     std::vector<K> keys;  // this task's scratch, grown only when a larger group arrives
+    std::vector<uint32_t> radix_buffer;
     for (int64_t g = group_begin; g < group_end; ++g) {
       const int64_t first = offsets[g];
       const int64_t last = offsets[g + 1];
@@ -84,7 +75,7 @@ void for_each_sorted_group(const T* rewards, int64_t stride, const Index* offset
         keys[n] = value;  // branch-free compaction of the finite rewards
         n += is_missing(value) ? 0 : 1;
       }
-      sort_keys(keys.data(), n);
+      sort_keys(keys.data(), n, radix_buffer);
       on_group(g, first, last, keys.data(), n);
     }
   });

@@ -208,8 +208,9 @@ struct RowGroups {
 };
 
 // Ids spanning at most ~N values (what trainers produce: 0..G-1, repeated prompt indices) are
-// grouped by counting sort in O(N + range); sparse ids (hashes, uuids as int64) by sorting
-// (id, row) pairs in O(N log N).
+// grouped by a counting sort in O(N + range), parallel over row chunks with one histogram per
+// chunk (chunks scatter to disjoint slots, so the order stays stable); sparse ids (hashes,
+// uuids as int64) by sorting (id, row) pairs in O(N log N).
 template <class Id>
 RowGroups group_rows(const Id* ids, int64_t n) {
   RowGroups out;
@@ -221,18 +222,35 @@ RowGroups group_rows(const Id* ids, int64_t n) {
   const uint64_t span = static_cast<uint64_t>(static_cast<int64_t>(*max_it)) - static_cast<uint64_t>(min_id);
   if (span < static_cast<uint64_t>(std::max<int64_t>(n, 1024))) {
     const int64_t range = static_cast<int64_t>(span) + 1;
-    std::vector<int64_t> cursor(range, 0);
-    for (int64_t i = 0; i < n; ++i) ++cursor[static_cast<int64_t>(ids[i]) - min_id];
+    const int64_t chunks = std::clamp<int64_t>(n / (4 * kRewardsPerTask), 1, torch::stable::get_num_threads());
+    const auto chunk_begin = [n, chunks](int64_t c) { return n * c / chunks; };
+    std::vector<int64_t> cursor(chunks * range, 0);  // per chunk: count, then next slot
+    torch::stable::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t* count = cursor.data() + c * range;
+        for (int64_t i = chunk_begin(c); i < chunk_begin(c + 1); ++i) ++count[static_cast<int64_t>(ids[i]) - min_id];
+      }
+    });
     int64_t start = 0;
     for (int64_t r = 0; r < range; ++r) {
-      const int64_t size = cursor[r];
-      if (size == 0) continue;
-      cursor[r] = start;
-      start += size;
+      const int64_t group_start = start;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t size = cursor[c * range + r];
+        cursor[c * range + r] = start;
+        start += size;
+      }
+      if (start == group_start) continue;
       out.offsets.push_back(start);
       out.unique_ids.push_back(min_id + r);
     }
-    for (int64_t i = 0; i < n; ++i) out.order[cursor[static_cast<int64_t>(ids[i]) - min_id]++] = i;
+    torch::stable::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t* next = cursor.data() + c * range;
+        for (int64_t i = chunk_begin(c); i < chunk_begin(c + 1); ++i) {
+          out.order[next[static_cast<int64_t>(ids[i]) - min_id]++] = i;
+        }
+      }
+    });
     return out;
   }
   std::vector<std::pair<int64_t, int64_t>> pairs(n);

@@ -1,0 +1,429 @@
+"""The Triton backend (gapo_kernels/triton_backend.py) against the NumPy reference.
+
+How these tests run
+-------------------
+* Without a CUDA device the kernels run on CPU tensors in Triton's interpreter. This module sets
+  ``TRITON_INTERPRET=1`` before it imports triton; the variable only takes effect if it is set
+  before triton's FIRST import in the process (triton decorates ``tl.sort`` and friends at
+  import). If something imported triton earlier without it, the CPU cases skip with that
+  reason; run ``TRITON_INTERPRET=1 pytest tests/test_triton.py`` then.
+* With a CUDA device (and no TRITON_INTERPRET), the same tests run compiled on ``cuda`` and the
+  ``cpu`` cases skip with the reason shown; with both, both run.
+* Speed-up for the interpreter (test-only, no change of results): ``tl.sort``'s compare-and-swap
+  uses an xor reduction that the interpreter evaluates one element at a time in Python; below
+  it is replaced by ``numpy.bitwise_xor.reduce`` (exact, ~50x faster for the whole kernel).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+if not torch.cuda.is_available() and "triton" not in sys.modules:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+triton = pytest.importorskip("triton", reason="the triton package is not installed (pip install 'gapo-kernels[triton]')")
+import triton.language as tl  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from gapo_kernels import reference, triton_backend  # noqa: E402
+
+from tests.oracle import assert_advantage_matches  # noqa: E402
+from tests.strategies import SPECIAL_TAUS, ragged_batches, taus  # noqa: E402
+
+INTERPRETING = triton_backend._interpreting()
+
+
+def _fast_interpreter_xor_reduce() -> None:
+    """Vectorise the interpreter's xor reduction (tl.sort's compare-and-swap uses it)."""
+    from triton.runtime import interpreter
+
+    if getattr(interpreter.ReduceOps.apply_impl, "_gapo_fast_xor", False):
+        return
+    original = interpreter.ReduceOps.apply_impl
+
+    def apply_impl(self, input):
+        if self.combine_fn == tl.standard._xor_combine and self.axis is not None:
+            arg = input[0]
+            data = np.bitwise_xor.reduce(arg.handle.data, axis=self.axis, keepdims=self.keep_dims)
+            return self.to_tensor(data, arg.dtype)
+        return original(self, input)
+
+    apply_impl._gapo_fast_xor = True
+    interpreter.ReduceOps.apply_impl = apply_impl
+
+
+if INTERPRETING:
+    _fast_interpreter_xor_reduce()
+
+# The interpreter evaluates both sides of every tl.where with NumPy, so masked-out lanes
+# (inf - inf on padding, 1 / 0 when S + eps == 0) raise NumPy warnings that mean nothing.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+
+DEVICES = [
+    pytest.param(
+        "cpu",
+        id="cpu-interpreter",
+        marks=pytest.mark.skipif(
+            not INTERPRETING,
+            reason="CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 before triton is imported",
+        ),
+    ),
+    pytest.param(
+        "cuda",
+        id="cuda",
+        marks=[pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is visible"),
+               pytest.mark.gpu],
+    ),
+]
+BASELINES = ("hdi_median", "hdi_mean", "median", "mean")
+SCALES = ("rms", "std", "none")
+EPS = (1e-6, 0.0, 0.1)
+
+# A few examples each: the interpreter costs ~50 ms per program. The "thorough" hypothesis
+# profile (GAPO_HYPOTHESIS_PROFILE=thorough) multiplies them.
+_FACTOR = max(1, settings.default.max_examples // 60)
+
+
+def _examples(n: int):
+    return settings(max_examples=n * _FACTOR, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _as_tensors(rewards: np.ndarray, offsets: np.ndarray, device, dtype, index_dtype, stride: int = 1):
+    """rewards as a (possibly strided) view of the given dtype, offsets of the given index type."""
+    values = torch.as_tensor(rewards, dtype=torch.float64).to(dtype)
+    if stride != 1:
+        buffer = torch.full((len(rewards) * stride,), 12345.0, dtype=dtype)
+        buffer[::stride] = values
+        values = buffer[::stride]
+        assert len(rewards) <= 1 or not values.is_contiguous()
+    return values.to(device), torch.as_tensor(offsets, dtype=index_dtype, device=device)
+
+
+def _check(rewards, offsets, *, tau, baseline, scale, eps, max_group_size=None, **impl_kw):
+    if impl_kw:
+        out = triton_backend._advantage_impl(rewards, offsets, tau, baseline, scale, eps, max_group_size, **impl_kw)
+    else:
+        out = triton_backend.advantage(rewards, offsets, tau, baseline, scale, eps, max_group_size)
+    assert_advantage_matches(out, rewards, offsets, tau=tau, baseline=baseline, scale=scale, eps=eps)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Property tests against the reference
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("baseline", BASELINES)
+@_examples(15)
+@given(
+    batch=ragged_batches(max_groups=6),
+    tau=taus,
+    eps=st.sampled_from(EPS),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    index_dtype=st.sampled_from([torch.int32, torch.int64]),
+    stride=st.sampled_from([1, 1, 3]),
+    hint=st.booleans(),
+)
+def test_tile_kernel_matches_reference(device, baseline, scale, batch, tau, eps, dtype, index_dtype, stride, hint):
+    rewards, offsets = batch
+    r, o = _as_tensors(rewards, offsets, device, dtype, index_dtype, stride)
+    max_group_size = int(np.diff(offsets).max(initial=0)) if hint else None
+    _check(r, o, tau=tau, baseline=baseline, scale=scale, eps=eps, max_group_size=max_group_size)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@_examples(40)
+@given(
+    batch=ragged_batches(max_groups=5),
+    tau=taus,
+    baseline=st.sampled_from(BASELINES),
+    scale=st.sampled_from(SCALES),
+    eps=st.sampled_from(EPS),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    index_dtype=st.sampled_from([torch.int32, torch.int64]),
+    stride=st.sampled_from([1, 2]),
+    chunk=st.sampled_from([16, 64]),
+)
+def test_sorted_fallback_matches_reference(device, batch, tau, baseline, scale, eps, dtype, index_dtype, stride, chunk):
+    """The path for groups above MAX_BLOCK, forced on small groups with small chunks so its
+    loops run several iterations."""
+    rewards, offsets = batch
+    r, o = _as_tensors(rewards, offsets, device, dtype, index_dtype, stride)
+    _check(r, o, tau=tau, baseline=baseline, scale=scale, eps=eps, force_sorted=True, chunk=chunk)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@_examples(15)
+@given(
+    batch=ragged_batches(max_groups=4),
+    tau=taus,
+    baseline=st.sampled_from(BASELINES),
+    scale=st.sampled_from(SCALES),
+    force_sorted=st.booleans(),
+)
+def test_half_precision_matches_reference_on_upcast_values(device, dtype, batch, tau, baseline, scale, force_sorted):
+    rewards, offsets = batch
+    r, o = _as_tensors(rewards, offsets, device, dtype, torch.int64)
+    _check(r, o, tau=tau, baseline=baseline, scale=scale, eps=1e-6, force_sorted=force_sorted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge cases, by hand
+# ---------------------------------------------------------------------------------------------
+
+
+def _run(values, offsets, device, dtype=torch.float64, **kw):
+    kw = {"tau": 0.5, "baseline": "hdi_median", "scale": "rms", "eps": 1e-6, **kw}
+    r = torch.tensor(values, dtype=dtype, device=device)
+    o = torch.tensor(offsets, dtype=torch.int64, device=device)
+    out = triton_backend.advantage(r, o, kw["tau"], kw["baseline"], kw["scale"], kw["eps"])
+    assert_advantage_matches(out, r, o, **kw)
+    return out.cpu().numpy()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_batch_and_empty_groups(device):
+    for offsets in ([0], [0, 0], [0, 0, 0, 0]):
+        r = torch.zeros(0, dtype=torch.float32, device=device)
+        o = torch.tensor(offsets, dtype=torch.int32, device=device)
+        out = triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 1e-6)
+        assert out.shape == (0,) and out.dtype == torch.float32 and out.device == r.device
+    out = _run([1.0, 2.0, 4.0], [0, 0, 2, 2, 3, 3], device)  # empty groups between real ones
+    assert out[2] == pytest.approx(4.0 / (1 + 1e-6))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("scale", SCALES)
+def test_singleton_convention(device, scale):
+    out = _run([3.0, -2.0, np.nan, 5.0, np.inf], [0, 1, 2, 4, 5], device, scale=scale, eps=1e-3)
+    expected = np.array([3.0, -2.0, 0.0, 5.0, 0.0])
+    if scale != "none":  # Q = 0, S = 1: A = r / (1 + eps); with scale none A = r
+        expected = expected / (1 + 1e-3)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("baseline", BASELINES)
+def test_two_element_groups(device, baseline):
+    out = _run([1.0, 3.0, 5.0, -5.0, 2.0, 2.0], [0, 2, 4, 6], device, baseline=baseline, eps=0.0)
+    # n = 2: Q is the midpoint for every baseline (k = 1 picks s[0] for the HDI ones).
+    if baseline.startswith("hdi"):
+        np.testing.assert_allclose(out[:2], [0.0, 2.0 / np.sqrt(4.0)])
+    else:
+        np.testing.assert_allclose(out[:2], [-1.0 / np.sqrt(2.0), 1.0 / np.sqrt(2.0)])
+    np.testing.assert_array_equal(out[4:], [0.0, 0.0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("scale", SCALES)
+def test_all_equal_gives_zero_even_without_eps(device, dtype, baseline, scale):
+    # 0.1 is inexact in binary: a naive float32 mean of 37 copies is not 0.1f exactly.
+    values = [0.1] * 37 + [np.nan, 7.25, 7.25, 7.25] + [-1e-3] * 300
+    out = _run(values, [0, 37, 41, 341], device, dtype=dtype, baseline=baseline, scale=scale, eps=0.0)
+    np.testing.assert_array_equal(out, 0.0)
+    r = torch.tensor(values, dtype=dtype, device=device)
+    o = torch.tensor([0, 37, 41, 341], device=device)
+    out = triton_backend._advantage_impl(r, o, 0.5, baseline, scale, 0.0, force_sorted=True, chunk=16)
+    np.testing.assert_array_equal(out.cpu().numpy(), 0.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_missing_rewards_are_excluded_and_zero(device):
+    inf, nan = np.inf, np.nan
+    values = [inf, 1.0, nan, 2.0, -inf, 4.0, inf, inf, nan, -inf, 5.0, 5.0]
+    out = _run(values, [0, 6, 10, 12], device, tau=1.0, baseline="mean")
+    missing = ~np.isfinite(values)
+    np.testing.assert_array_equal(out[missing], 0.0)
+    # group 0 is [1, 2, 4] once the missing ones are out: mean 7/3, rms about it.
+    s = np.sqrt(((np.array([1.0, 2.0, 4.0]) - 7 / 3) ** 2).sum() / 2)
+    np.testing.assert_allclose(out[[1, 3, 5]], (np.array([1.0, 2.0, 4.0]) - 7 / 3) / (s + 1e-6))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_real_inf_reward_is_missing_not_padding(device):
+    # A group whose largest real rewards are +inf: they must not count in n (n = 3, not 5).
+    out = _run([0.0, 1.0, 10.0, np.inf, np.inf], [0, 5], device, tau=1.0, baseline="median", scale="none")
+    np.testing.assert_array_equal(out, [-1.0, 0.0, 9.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tie_goes_to_lowest_start(device):
+    # k = 4 of 8: [0,0,0,0] and [1,1,1,1] both have width 0; the first wins, Q = 0.
+    out = _run([1, 0, 1, 0, 1, 0, 1, 0.0], [0, 8], device, scale="none")
+    np.testing.assert_array_equal(out, [1, 0, 1, 0, 1, 0, 1, 0])
+    # Equally spaced values: every window has the same width, the first is taken.
+    out = _run(list(range(10, 0, -1)), [0, 10], device, scale="none")  # k = 5: window 1..5
+    np.testing.assert_array_equal(out, np.arange(10, 0, -1) - 3.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tau", [0.1, 0.3, 0.7, 0.55, 1 / 3, 1e-9, 1.0])
+def test_window_size_uses_float64_ceil(device, tau):
+    # Equally spaced values: start 0 always, so Q = median of s[0:k] pins k down.
+    n = 100 if tau == 0.55 else 10
+    k = reference.window_size(n, tau)
+    assert k == min(n, max(1, int(np.ceil(n * tau))))
+    out = _run(np.arange(n, dtype=np.float64), [0, n], device, tau=tau, scale="none")
+    q = (k - 1) / 2
+    np.testing.assert_array_equal(out, np.arange(n) - q)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_signed_zeros_and_widths_in_float64(device):
+    out = _run([-0.0, 0.0, 0.0, -0.0, 1.0], [0, 5], device, scale="none")
+    np.testing.assert_array_equal(np.abs(out), [0, 0, 0, 0, 1])
+    # float32 values whose widths tie in float32 but not exactly: s[1] - s[0] = 2**24 + 1
+    # rounds to 2**24 = s[2] - s[1]. The exact (float64) widths pick the window at start 1.
+    values = [-1.0, 2.0**24, 2.0**25]
+    r = torch.tensor(values, dtype=torch.float32, device=device)
+    o = torch.tensor([0, 3], device=device)
+    expected = np.array(values) - (2.0**24 + 2.0**25) / 2
+    for force_sorted in (False, True):
+        out = triton_backend._advantage_impl(r, o, 0.5, "hdi_median", "none", 0.0, force_sorted=force_sorted)
+        assert_advantage_matches(out, r, o, tau=0.5, baseline="hdi_median", scale="none", eps=0.0)
+        np.testing.assert_array_equal(out.cpu().numpy(), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_stride_zero_rewards(device, dtype):
+    r = torch.tensor([0.75], dtype=dtype, device=device).expand(9)  # stride 0
+    o = torch.tensor([0, 4, 9], device=device)
+    out = triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 0.0)
+    assert out.shape == (9,) and out.stride(0) in (0, 1)
+    np.testing.assert_array_equal(out.cpu().numpy(), 0.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_output_is_deterministic(device):
+    rng = np.random.default_rng(7)
+    r = torch.tensor(rng.normal(size=200), dtype=torch.float32, device=device)
+    o = torch.tensor([0, 3, 50, 51, 130, 200], device=device)
+    first = triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 1e-6)
+    second = triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 1e-6)
+    assert torch.equal(first, second)
+
+
+# ---------------------------------------------------------------------------------------------
+# Large groups (the fallback) and the max_group_size hint
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("hint", [None, 6000])
+def test_group_larger_than_biggest_tile_takes_the_sorted_path(device, hint):
+    rng = np.random.default_rng(3)
+    big = triton_backend.MAX_BLOCK + 904
+    sizes = [5, big, 0, 17]
+    values = rng.normal(size=sum(sizes))
+    values[rng.random(len(values)) < 0.02] = np.nan
+    values[10:400] = 0.5  # a dense cluster: a clear HDI inside the big group
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    r, o = _as_tensors(values, offsets, device, torch.float32, torch.int64)
+    for baseline in ("hdi_median", "mean"):
+        _check(r, o, tau=0.25, baseline=baseline, scale="rms", eps=1e-6, max_group_size=hint)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_group_at_the_biggest_tile_uses_the_tile_kernel(device):
+    rng = np.random.default_rng(4)
+    n = triton_backend.MAX_BLOCK
+    r = torch.tensor(rng.exponential(size=n) ** 2, dtype=torch.float64, device=device)
+    o = torch.tensor([0, n], device=device)
+    _check(r, o, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_hint_larger_than_needed_is_fine_and_too_small_gives_nan(device):
+    rng = np.random.default_rng(5)
+    r = torch.tensor(rng.normal(size=60), dtype=torch.float32, device=device)
+    o = torch.tensor([0, 10, 50, 60], device=device)
+    _check(r, o, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6, max_group_size=1000)
+    # Documented: a hint below the largest group (40 > 16) gives that group NaN in every row.
+    out = triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 1e-6, max_group_size=16).cpu()
+    assert torch.isnan(out[10:50]).all()
+    expected = torch.tensor(reference.advantage(r.cpu().double().numpy(), o.cpu().numpy()))
+    torch.testing.assert_close(out[:10].double(), expected[:10], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[50:].double(), expected[50:], rtol=1e-5, atol=1e-5)
+
+
+def test_block_choice():
+    assert triton_backend.block_for(0) == triton_backend.MIN_BLOCK
+    assert triton_backend.block_for(16) == 16
+    assert triton_backend.block_for(17) == 32
+    assert triton_backend.block_for(4096) == 4096
+
+
+def test_cpu_tensor_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(triton_backend, "_interpreting", lambda: False)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        triton_backend.advantage(torch.zeros(3), torch.tensor([0, 3]), 0.5, "hdi_median", "rms", 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.library integration
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "dtype,index_dtype,stride,hint",
+    [(torch.float32, torch.int64, 1, None), (torch.float64, torch.int32, 2, 64), (torch.bfloat16, torch.int64, 3, None)],
+)
+def test_opcheck(device, dtype, index_dtype, stride, hint):
+    rng = np.random.default_rng(6)
+    r, o = _as_tensors(rng.normal(size=40), np.array([0, 3, 3, 20, 40]), device, dtype, index_dtype, stride)
+    torch.library.opcheck(torch.ops.gapo_triton.advantage.default, (r, o, 0.5, "hdi_median", "rms", 1e-6, hint))
+    torch.library.opcheck(torch.ops.gapo_triton.advantage.default, (r, o, 0.3, "mean", "none", 0.0, hint))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_compile_fullgraph(device):
+    # inductor on CUDA; on CPU aot_eager (same dynamo/fake-tensor tracing of the op, without
+    # ~20 s of C++ compilation on a CI core). The op is opaque to the compiler either way.
+    compile_backend = "inductor" if device == "cuda" else "aot_eager"
+    torch._dynamo.reset()
+
+    def step(rewards, offsets):
+        adv = triton_backend.advantage(rewards, offsets, 0.5, "hdi_median", "rms", 1e-6, 32)
+        return adv * 2.0 + 1.0
+
+    rng = np.random.default_rng(8)
+    r = torch.tensor(rng.normal(size=30), dtype=torch.float32, device=device)
+    o = torch.tensor([0, 8, 8, 24, 30], device=device)
+    compiled = torch.compile(step, fullgraph=True, backend=compile_backend)
+    torch.testing.assert_close(compiled(r, o), step(r, o))
+    assert_advantage_matches((compiled(r, o) - 1.0) / 2.0, r, o, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_public_dispatch(device):
+    import gapo_kernels
+
+    if not hasattr(gapo_kernels, "advantage"):
+        pytest.skip("gapo_kernels.advantage (ops.py) is not there yet")
+    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("the public dispatch offers triton on CPU only with TRITON_INTERPRET=1")
+    rng = np.random.default_rng(9)
+    r = torch.tensor(rng.normal(size=25), dtype=torch.float32, device=device)
+    o = torch.tensor([0, 1, 10, 25], dtype=torch.int32, device=device)
+    for tau in SPECIAL_TAUS[:3]:
+        out = gapo_kernels.advantage(r, o, tau=tau, backend="triton")
+        assert_advantage_matches(out, r, o, tau=tau, baseline="hdi_median", scale="rms", eps=1e-6)
+        out = gapo_kernels.advantage(r, o, tau=tau, backend="triton", max_group_size=15, scale="none")
+        assert_advantage_matches(out, r, o, tau=tau, baseline="hdi_median", scale="none", eps=1e-6)

@@ -16,7 +16,7 @@
 // device memory except the team's two offsets. Size classes (picked by the maximum group size):
 //     max size   threads/group  keys/thread  where the sort's strides go
 //        <= 4          2             2        registers + shuffles  (16 groups per warp)
-//        <= 8          4             2        registers + shuffles  ( 8 groups per warp)
+//        <= 8          2             4        registers + shuffles  (16 groups per warp)
 //        <= 16         4             4        registers + shuffles
 //        <= 32         8             4        registers + shuffles
 //        <= 64        16             4        registers + shuffles
@@ -24,15 +24,27 @@
 //        <= 256       32             8        registers + shuffles
 //        <= 512       64             8        + 1 shared-memory step (a block per group)
 //        <= 1024     128             8        + 3 shared-memory steps
+// Keys per thread grow with the class so each thread has 8-32 bytes of loads in flight (a
+// memory-bound kernel needs ~16 KB in flight per SM on an H100); block size 256 for the warp
+// classes. ptxas (sm_90a, float): 44-64 registers, 2-8 KB static shared memory, no stack frame,
+// no spills (scripts/check_cuda_compile.sh prints the table). Compute: a bitonic sort of C keys
+// is log2(C)(log2(C)+1)/2 compare-exchange steps; for groups of 8 that is ~3 shuffles and
+// ~10 selects per reward plus ~5 butterfly steps per group, far under the memory time; at 1024
+// it is ~25 shuffles per reward, about the memory time again (the shuffle unit, 32 lanes per
+// clock per SM, is then the limit).
 // Missing rewards (NaN, +/-inf) and padding become +inf keys, which sort last; n counts the
 // finite ones, so a real +inf reward is missing too. Window widths are compared in double and
 // ties go to the lowest start (hdi_prefer, group_logic.h), so the window is the sequential
 // scan's. The median, baseline, scale and divisor are group_logic.h's functions, applied to the
-// sorted keys the team left in shared memory. Sums are fixed-shape trees (xor butterflies,
-// then warp results in warp order), so the output is bit-identical run to run: no atomics.
+// sorted keys the team left in shared memory. Sums are taken about a pivot from the group (no
+// cancellation in float32) and are fixed-shape trees (xor butterflies, then warp results in
+// warp order), so the output is bit-identical run to run: no atomics anywhere in the result.
+// The per-group code lives in group_kernel.cuh, written against a small Team interface that
+// host_emulation/emulate_kernels.cpp also implements with std::threads: that is how CI tests
+// these kernels' logic against the reference without a GPU (tests/test_cuda.py).
 //
 // No host synchronisation. With max_group_size given, the size class comes from the hint and
-// the op is launches on the current stream only, with outputs from torch's caching allocator:
+// the op is only kernel launches on the current stream, with outputs from torch's caching allocator:
 // it can be captured in a CUDA graph. Without the hint, one small kernel reduces the offsets to
 // (max group size, first decreasing index, offsets[0], offsets[G]) and the op reads those 32
 // bytes back: the one documented device-to-host read. Since it syncs anyway, it also checks the
@@ -42,10 +54,11 @@
 // Large groups (max size > 1024): three launches plus CUB's. (1) a prepare kernel writes the
 // rewards as contiguous keys (missing -> +inf) and the clamped int32 segment bounds; (2)
 // cub::DeviceSegmentedRadixSort sorts every segment (a block per segment, several radix passes
-// through global memory); (3) a block per group reduces the sorted segment with the same
-// reduce_group as the fused path and writes the advantages. Cost: roughly 2 + 3 x (radix
-// passes) reads/writes of 4-8 bytes per reward instead of 2, so ~5-10x the fused path's
-// traffic, plus launch overheads: acceptable for a size no RL trainer uses per prompt.
+// through global memory); (3) a block of 256 threads per group reduces the sorted segment
+// with the same reduce_group as the fused path and writes the advantages. Cost: the prepare
+// pass (read + write), ~5 radix passes of (2 reads + 1 write) of the keys, ~5 reads of the
+// sorted keys and the read/write of the final pass: ~10x the fused path's bytes (much of it
+// L2 hits for segments of a few thousand), plus ~8 launches: fine for sizes no RL trainer uses.
 // cub::DeviceSegmentedSort would be the obvious pick, but with more than a few hundred
 // segments it partitions them and copies the partition sizes to the host with a stream
 // synchronisation (dispatch_segmented_sort.cuh, unless built with CDP), which would break the
@@ -141,10 +154,7 @@ __global__ void __launch_bounds__(256) prepare_segments_kernel(const KernelArgs<
                                                                  int32_t* segment_begin, int32_t* segment_end) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int64_t j = first; j < a.num_rewards; j += step) {
-    const Key v = ScalarIO<Scalar>::template load<Key>(a.rewards, j * a.stride);
-    keys[j] = is_missing(v) ? key_infinity<Key>() : v;
-  }
+  for (int64_t j = first; j < a.num_rewards; j += step) keys[j] = segment_key(a, j);
   for (int64_t g = first; g < a.num_groups; g += step) {
     int64_t begin, end;
     group_bounds(a.offsets, a.offsets_int64, g, a.num_rewards, begin, end);
@@ -152,6 +162,12 @@ __global__ void __launch_bounds__(256) prepare_segments_kernel(const KernelArgs<
     segment_end[g] = static_cast<int32_t>(end);
   }
 }
+
+struct MaxOp {
+  __device__ __forceinline__ unsigned long long operator()(unsigned long long a, unsigned long long b) const {
+    return a > b ? a : b;
+  }
+};
 
 // Without a hint: summary[0] = max group size, summary[1] = G - (first g with a negative size)
 // or 0 (both zeroed before the launch and combined with atomicMax: order-independent),
@@ -178,8 +194,8 @@ __global__ void __launch_bounds__(256) offsets_summary_kernel(const void* offset
       if (mark > decrease) decrease = mark;
     }
   }
-  max_size = BlockReduce(temp_max).Reduce(max_size, cuda::maximum<>{});
-  decrease = BlockReduce(temp_decrease).Reduce(decrease, cuda::maximum<>{});
+  max_size = BlockReduce(temp_max).Reduce(max_size, MaxOp{});
+  decrease = BlockReduce(temp_decrease).Reduce(decrease, MaxOp{});
   if (threadIdx.x == 0) {
     atomicMax(&summary[0], max_size);
     atomicMax(&summary[1], decrease);
@@ -300,19 +316,9 @@ void launch_shape(const KernelArgs<Scalar, Key>& a, cudaStream_t stream) {
   GAPO_CHECK_LAUNCH();
 }
 
-constexpr int64_t kMaxFusedGroupSize = 1024;
-
 template <class Scalar, class Key>
 void launch_fused(int64_t max_size, const KernelArgs<Scalar, Key>& a, cudaStream_t stream) {
-  if (max_size <= 4) return launch_shape<FusedShape<2, 2>>(a, stream);
-  if (max_size <= 8) return launch_shape<FusedShape<4, 2>>(a, stream);
-  if (max_size <= 16) return launch_shape<FusedShape<4, 4>>(a, stream);
-  if (max_size <= 32) return launch_shape<FusedShape<8, 4>>(a, stream);
-  if (max_size <= 64) return launch_shape<FusedShape<16, 4>>(a, stream);
-  if (max_size <= 128) return launch_shape<FusedShape<32, 4>>(a, stream);
-  if (max_size <= 256) return launch_shape<FusedShape<32, 8>>(a, stream);
-  if (max_size <= 512) return launch_shape<FusedShape<64, 8>>(a, stream);
-  return launch_shape<FusedShape<128, 8>>(a, stream);
+  with_size_class(size_class_for(max_size), [&](auto shape) { launch_shape<decltype(shape)>(a, stream); });
 }
 
 template <class Scalar, class Key>
@@ -323,11 +329,11 @@ void launch_large(KernelArgs<Scalar, Key> a, const Tensor& like, cudaStream_t st
   const int num_items = static_cast<int>(a.num_rewards);
   const int num_segments = static_cast<int>(a.num_groups);
   size_t cub_bytes = 0;
-  GAPO_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortKeys(nullptr, cub_bytes, static_cast<const Key*>(nullptr),
+  // The size query must instantiate the same SortKeys as the sort below (same pointer types).
+  GAPO_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortKeys(nullptr, cub_bytes, static_cast<Key*>(nullptr),
                                                           static_cast<Key*>(nullptr), num_items, num_segments,
-                                                          static_cast<const int32_t*>(nullptr),
-                                                          static_cast<const int32_t*>(nullptr), 0,
-                                                          static_cast<int>(sizeof(Key) * 8), stream));
+                                                          static_cast<int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+                                                          0, static_cast<int>(sizeof(Key) * 8), stream));
   const size_t key_bytes = sizeof(Key) * static_cast<size_t>(a.num_rewards);
   const size_t bound_bytes = sizeof(int32_t) * static_cast<size_t>(a.num_groups);
   const size_t total = 5 * 256 + 2 * key_bytes + 2 * bound_bytes + cub_bytes;
@@ -382,9 +388,12 @@ void dispatch_reward_type(ScalarType dtype, F&& f) {
   }
 }
 
-void check_cuda_inputs(const Tensor& rewards, const Tensor& offsets) {
+// Checks the arguments; returns offsets as a contiguous tensor (the kernels index it densely;
+// a strided offsets view costs one small copy, rewards are read through their stride).
+Tensor check_cuda_inputs(const Tensor& rewards, const Tensor& offsets) {
   check_rewards_and_offsets(rewards, offsets);
   STD_TORCH_CHECK(rewards.is_cuda(), "gapo: the CUDA kernel needs rewards on a CUDA device");
+  return offsets.is_contiguous() ? offsets : torch::stable::contiguous(offsets);
 }
 
 template <class Scalar, class Key>
@@ -400,9 +409,9 @@ KernelArgs<Scalar, Key> base_args(const Tensor& rewards, const Tensor& offsets, 
   return a;
 }
 
-Tensor advantage_cuda(const Tensor& rewards, const Tensor& offsets, double tau, std::string baseline,
+Tensor advantage_cuda(const Tensor& rewards, const Tensor& offsets_arg, double tau, std::string baseline,
                       std::string scale, double eps, std::optional<int64_t> max_group_size) {
-  check_cuda_inputs(rewards, offsets);
+  const Tensor offsets = check_cuda_inputs(rewards, offsets_arg);
   const Params p = make_params(tau, baseline, scale, eps);
   STD_TORCH_CHECK(!max_group_size.has_value() || *max_group_size >= 0,
                   "gapo: max_group_size must be >= 0, got ", max_group_size.value_or(0));
@@ -436,9 +445,9 @@ Tensor advantage_cuda(const Tensor& rewards, const Tensor& offsets, double tau, 
 
 using StatsTuple = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
-StatsTuple group_stats_cuda(const Tensor& rewards, const Tensor& offsets, double tau, std::string baseline,
+StatsTuple group_stats_cuda(const Tensor& rewards, const Tensor& offsets_arg, double tau, std::string baseline,
                             std::string scale) {
-  check_cuda_inputs(rewards, offsets);
+  const Tensor offsets = check_cuda_inputs(rewards, offsets_arg);
   const Params p = make_params(tau, baseline, scale, 0.0);
   torch::stable::accelerator::DeviceGuard guard(rewards.get_device_index());
   const cudaStream_t stream = current_stream(rewards.get_device_index());

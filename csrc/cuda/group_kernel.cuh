@@ -50,6 +50,35 @@ struct FusedShape {
   static constexpr int kTeamsPerBlock = kBlockThreads / Threads;
 };
 
+// The fused kernel's size classes, smallest first (the design note of advantage_cuda.cu has
+// the table). The op launches the first class whose capacity holds the largest group; the
+// host emulation and tests/test_cuda.py index the same list.
+constexpr int kNumSizeClasses = 9;
+
+template <class F>
+inline void with_size_class(int index, F&& f) {
+  switch (index) {
+    case 0: return f(FusedShape<2, 2>{});
+    case 1: return f(FusedShape<2, 4>{});
+    case 2: return f(FusedShape<4, 4>{});
+    case 3: return f(FusedShape<8, 4>{});
+    case 4: return f(FusedShape<16, 4>{});
+    case 5: return f(FusedShape<32, 4>{});
+    case 6: return f(FusedShape<32, 8>{});
+    case 7: return f(FusedShape<64, 8>{});
+    default: return f(FusedShape<128, 8>{});
+  }
+}
+
+constexpr int64_t kMaxFusedGroupSize = 1024;  // capacity of the last class
+
+// Index of the smallest class holding groups of max_size rewards (max_size <= 1024).
+inline int size_class_for(int64_t max_size) {
+  int index = 0;
+  for (int64_t capacity = 4; capacity < max_size && index < kNumSizeClasses - 1; capacity *= 2) ++index;
+  return index;
+}
+
 // Storage type <-> key/accumulator type. The CUDA file specialises this for __half and
 // __nv_bfloat16; float and double convert with a cast.
 template <class Scalar>
@@ -245,7 +274,7 @@ GAPO_TEAM_FN GroupResult<Acc> reduce_group(Team& team, const View& view, int64_t
   const Key* sorted = view.sorted();
   GroupResult<Acc> r;
 
-  int64_t finite = 0;
+  int finite = 0;  // 32 bits: one shuffle per step (groups here have < 2^31 rewards)
   view.for_each_in(0, size, [&](int64_t, Key key) { finite += is_missing(key) ? 0 : 1; });
   const int64_t n = team.allreduce(finite, SumOp{});
   r.n = n;
@@ -380,6 +409,14 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
 }
 
 // --- large path: one block per group over keys already sorted per segment -------------------
+// Step 1 for reward j: the key the segmented sort sees (missing -> +inf, sorting last).
+template <class Scalar, class Key>
+GAPO_TEAM_FN Key segment_key(const KernelArgs<Scalar, Key>& a, int64_t j) {
+  const Key v = ScalarIO<Scalar>::template load<Key>(a.rewards, j * a.stride);
+  return is_missing(v) ? key_infinity<Key>() : v;
+}
+
+// Step 3, after the sort: reduce the sorted segment, write the advantages and statistics.
 template <int Threads, class Scalar, class Key, class Team>
 GAPO_TEAM_FN void large_group(Team& team, const KernelArgs<Scalar, Key>& a, int64_t g) {
   const int t = team.rank();

@@ -14,8 +14,8 @@
 //   emulate < INPUT > OUTPUT
 // INPUT (little endian): int64 header[9] = {key_is_double, path, baseline, scale, N, G, stride,
 // offsets_int64, want}; double tau, eps; double rewards[N * stride] (element i at i * stride);
-// int64 offsets[G + 1]. path: 0..8 the fused size classes of advantage_cuda.cu, 9 the
-// large-group path. want: 1 advantages, 2 statistics, 3 both.
+// int64 offsets[G + 1]. path: 0..8 the fused size classes (with_size_class in
+// group_kernel.cuh), 9 the large-group path. want: 1 advantages, 2 statistics, 3 both.
 // OUTPUT: double advantages[N]; double stats[7][G] (baseline, scale, hdi_low, hdi_high, mean,
 // min, max); int64 count[G]. Outputs are poisoned first (advantages 3e38 / 1e300, counts -7), so an
 // element the kernel never wrote shows up as a mismatch.
@@ -113,10 +113,7 @@ void emulate_large(KernelArgs<Key, Key> a) {
   // Step 1 and 2 of the large path: keys with missing -> +inf, clamped bounds, sorted segments
   // (std::sort standing in for cub::DeviceSegmentedRadixSort).
   std::vector<Key> keys(static_cast<size_t>(a.num_rewards));
-  for (int64_t j = 0; j < a.num_rewards; ++j) {
-    const Key v = ScalarIO<Key>::template load<Key>(a.rewards, j * a.stride);
-    keys[j] = is_missing(v) ? key_infinity<Key>() : v;
-  }
+  for (int64_t j = 0; j < a.num_rewards; ++j) keys[j] = segment_key(a, j);
   std::vector<int32_t> begin(static_cast<size_t>(a.num_groups)), end(static_cast<size_t>(a.num_groups));
   for (int64_t g = 0; g < a.num_groups; ++g) {
     int64_t b, e;
@@ -135,18 +132,8 @@ void emulate_large(KernelArgs<Key, Key> a) {
 
 template <class Key>
 void emulate(int64_t path, const KernelArgs<Key, Key>& a) {
-  switch (path) {  // the size classes of launch_fused in advantage_cuda.cu, in order
-    case 0: return emulate_fused<FusedShape<2, 2>, Key>(a);
-    case 1: return emulate_fused<FusedShape<4, 2>, Key>(a);
-    case 2: return emulate_fused<FusedShape<4, 4>, Key>(a);
-    case 3: return emulate_fused<FusedShape<8, 4>, Key>(a);
-    case 4: return emulate_fused<FusedShape<16, 4>, Key>(a);
-    case 5: return emulate_fused<FusedShape<32, 4>, Key>(a);
-    case 6: return emulate_fused<FusedShape<32, 8>, Key>(a);
-    case 7: return emulate_fused<FusedShape<64, 8>, Key>(a);
-    case 8: return emulate_fused<FusedShape<128, 8>, Key>(a);
-    default: return emulate_large<Key>(a);
-  }
+  if (path >= kNumSizeClasses) return emulate_large<Key>(a);
+  with_size_class(static_cast<int>(path), [&](auto shape) { emulate_fused<decltype(shape), Key>(a); });
 }
 
 }  // namespace gapo::team

@@ -352,7 +352,7 @@ def cpu_contenders() -> list[Contender]:
                   "plain-Python rewrite of the authors' public code (dict of lists, per-group sort and scan)",
                   _always, _python_loop_prepare, slow=True),
         Contender("python_loop_tensors", "baseline", "cpu", "gapo",
-                  "python_loop in the shape of verl's naive GRPO loop: 0-d tensors per row, stack per group (opt-in)",
+                  "python_loop in the shape of verl's GRPO loop, where the authors patched GAPO in: 0-d tensors per row",
                   _always, _python_loop_tensors_prepare, slow=True, max_n=300_000),
         Contender("torch_padded", "baseline", "cpu", "gapo",
                   "gapo_kernels backend='torch': vectorised PyTorch over the padded [G, n] batch",
@@ -392,7 +392,7 @@ def gpu_contenders() -> list[Contender]:
     ]
 
 
-DEFAULT_CPU = ("python_loop", "torch_padded", "cpu", "cpu_op", "verl_grpo_vectorized", "numpy_sort", "copy")
+DEFAULT_CPU = ("python_loop", "python_loop_tensors", "torch_padded", "cpu", "cpu_op", "verl_grpo_vectorized", "numpy_sort", "copy")
 DEFAULT_GPU = ("torch_padded", "cuda", "triton", "verl_grpo_vectorized", "torch_sort", "copy")
 
 

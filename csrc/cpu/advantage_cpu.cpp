@@ -62,22 +62,53 @@ void for_each_sorted_group(const T* rewards, int64_t stride, const Index* offset
   const int64_t num_rewards = offsets[num_groups];
   const int64_t mean_group = std::max<int64_t>(1, num_rewards / std::max<int64_t>(1, num_groups));
   const int64_t grain = std::max<int64_t>(1, kRewardsPerTask / mean_group);
+  // Copies group positions [first, last) into dst without the missing rewards; returns n.
+  const auto gather_finite = [&](int64_t first, int64_t last, K* dst) {
+    int64_t n = 0;
+    for (int64_t p = first; p < last; ++p) {
+      const K value = static_cast<K>(rewards[row_of(p) * stride]);
+      dst[n] = value;  // branch-free compaction of the finite rewards
+      n += is_missing(value) ? 0 : 1;
+    }
+    return n;
+  };
+  constexpr bool kFloatKeys = std::is_same_v<K, float>;
+  const bool batch_small_groups = kFloatKeys && batch_sort_available();
   torch::stable::parallel_for(0, num_groups, grain, [&](int64_t group_begin, int64_t group_end) {
     std::vector<K> keys;  // this task's scratch, grown only when a larger group arrives
     std::vector<uint32_t> radix_buffer;
+    // Small groups wait here until kSortBatch of them can be sorted together.
+    float batch_keys[kSortBatch][kBatchKeys];
+    int64_t batch_n[kSortBatch];
+    int64_t batch_group[kSortBatch];
+    int batch_size = 0;
+    const auto flush_batch = [&] {
+      if constexpr (kFloatKeys) {
+        sort_batch(batch_keys, batch_n, batch_size);
+        for (int b = 0; b < batch_size; ++b) {
+          const int64_t g = batch_group[b];
+          on_group(g, int64_t(offsets[g]), int64_t(offsets[g + 1]), batch_keys[b], batch_n[b]);
+        }
+        batch_size = 0;
+      }
+    };
     for (int64_t g = group_begin; g < group_end; ++g) {
       const int64_t first = offsets[g];
       const int64_t last = offsets[g + 1];
-      if (static_cast<int64_t>(keys.size()) < last - first) keys.resize(last - first);
-      int64_t n = 0;
-      for (int64_t p = first; p < last; ++p) {
-        const K value = static_cast<K>(rewards[row_of(p) * stride]);
-        keys[n] = value;  // branch-free compaction of the finite rewards
-        n += is_missing(value) ? 0 : 1;
+      if constexpr (kFloatKeys) {
+        if (batch_small_groups && last - first <= kBatchKeys) {
+          batch_n[batch_size] = gather_finite(first, last, batch_keys[batch_size]);
+          batch_group[batch_size] = g;
+          if (++batch_size == kSortBatch) flush_batch();
+          continue;
+        }
       }
+      if (static_cast<int64_t>(keys.size()) < last - first) keys.resize(last - first);
+      const int64_t n = gather_finite(first, last, keys.data());
       sort_keys(keys.data(), n, radix_buffer);
       on_group(g, first, last, keys.data(), n);
     }
+    if (batch_size > 0) flush_batch();
   });
 }
 

@@ -97,6 +97,28 @@ __attribute__((target("avx512f"))) inline void bitonic_sort_avx512(float* keys, 
   }
 }
 
+// B independent groups of at most 16 keys, one zmm each, sorted ascending in lockstep. One
+// group's network is a chain of ten dependent permute/min/max steps (latency-bound); B chains
+// interleaved keep the vector units busy, so a batch of 4 costs little more than one group.
+template <int B>
+__attribute__((target("avx512f"))) inline void sort16_batch_avx512(float (*keys)[16], const int64_t* n) {
+  __m512 v[B];
+  const __m512 pad = _mm512_set1_ps(__builtin_inff());
+  for (int b = 0; b < B; ++b) v[b] = _mm512_mask_loadu_ps(pad, static_cast<__mmask16>((1u << n[b]) - 1u), keys[b]);
+  for (int k = 2; k <= 16; k *= 2) {
+    for (int j = k / 2; j >= 1; j /= 2) {
+      const __m512i partner = _mm512_loadu_si512(kLanes.partner[log2_of(j)].data());
+      const uint16_t descending = k < 16 ? kLanes.bit_set[log2_of(k)] : uint16_t(0);
+      const __mmask16 take_max = static_cast<__mmask16>(kLanes.bit_set[log2_of(j)] ^ descending);
+      for (int b = 0; b < B; ++b) {
+        const __m512 other = _mm512_permutexvar_ps(partner, v[b]);
+        v[b] = _mm512_mask_mov_ps(_mm512_min_ps(v[b], other), take_max, _mm512_max_ps(v[b], other));
+      }
+    }
+  }
+  for (int b = 0; b < B; ++b) _mm512_mask_storeu_ps(keys[b], static_cast<__mmask16>((1u << n[b]) - 1u), v[b]);
+}
+
 // Largest group sorted in registers: 16 zmm of 16 floats.
 constexpr int64_t kRegisterSortMax = 256;
 
@@ -160,6 +182,29 @@ inline void radix_sort_floats(float* keys, int64_t n, std::vector<uint32_t>& buf
     std::swap(a, b);
   }
   for (int64_t i = 0; i < n; ++i) keys[i] = radix_key_to_float(a[i]);
+}
+
+// Groups of at most kBatchKeys float keys are sorted kSortBatch at a time by sort_batch when
+// the CPU allows it (batch_sort_available); the rest go through sort_keys one by one.
+constexpr int kSortBatch = 4;
+constexpr int64_t kBatchKeys = 16;
+
+inline bool batch_sort_available() {
+#ifdef GAPO_HAVE_AVX512_SORT
+  return detail::cpu_has_avx512();
+#else
+  return false;
+#endif
+}
+
+// Sorts keys[0..count) (count <= kSortBatch), keys[b] holding n[b] <= kBatchKeys floats.
+inline void sort_batch(float (*keys)[kBatchKeys], const int64_t* n, int count) {
+#ifdef GAPO_HAVE_AVX512_SORT
+  if (count == kSortBatch) return detail::sort16_batch_avx512<kSortBatch>(keys, n);
+  for (int b = 0; b < count; ++b) detail::sort16_batch_avx512<1>(keys + b, n + b);
+#else
+  for (int b = 0; b < count; ++b) insertion_sort(keys[b], n[b]);
+#endif
 }
 
 template <class K>

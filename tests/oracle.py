@@ -12,6 +12,17 @@ from gapo_kernels import reference
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
+def strided_tensor(values: np.ndarray, dtype: torch.dtype, device: str, stride: int) -> torch.Tensor:
+    """values as a 1-D tensor whose elements are `stride` apart in memory (non-contiguous if > 1).
+
+    The gaps hold NaN, so a kernel that ignores the stride reads missing rewards and fails.
+    """
+    storage = torch.full((max(1, len(values) * stride),), float("nan"), dtype=dtype, device=device)
+    view = storage[::stride][: len(values)]
+    view.copy_(torch.as_tensor(values, dtype=dtype))
+    return view
+
+
 def upcast_numpy(rewards: torch.Tensor) -> np.ndarray:
     """The exact values the kernel sees, as float64 NumPy (bf16 has no NumPy dtype)."""
     return rewards.detach().to("cpu", torch.float64).numpy()

@@ -11,18 +11,10 @@ from hypothesis import strategies as st
 import gapo_kernels
 from gapo_kernels._checks import BASELINES, SCALES
 from tests.conftest import DEVICE_BACKENDS
-from tests.oracle import assert_advantage_matches, assert_stats_match
+from tests.oracle import assert_advantage_matches, assert_stats_match, strided_tensor
 from tests.strategies import ragged_batches, shuffled_group_ids, taus
 
 epsilons = st.sampled_from([1e-6, 0.0, 0.1])
-
-
-def as_strided_tensor(values: np.ndarray, dtype: torch.dtype, device: str, stride: int) -> torch.Tensor:
-    """values as a 1-D tensor whose elements are `stride` apart in memory (non-contiguous if > 1)."""
-    storage = torch.full((max(1, len(values) * stride),), float("nan"), dtype=dtype, device=device)
-    view = storage[:: stride][: len(values)] if len(values) else storage[:0]
-    view.copy_(torch.as_tensor(values, dtype=dtype))
-    return view
 
 
 @pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
@@ -38,7 +30,7 @@ def as_strided_tensor(values: np.ndarray, dtype: torch.dtype, device: str, strid
 )
 def test_advantage_matches_reference(device, backend, baseline, scale, batch, tau, eps, dtype, index_dtype, stride):
     values, offsets_np = batch
-    rewards = as_strided_tensor(values, dtype, device, stride)
+    rewards = strided_tensor(values, dtype, device, stride)
     offsets = torch.as_tensor(offsets_np, dtype=index_dtype, device=device)
     kw = dict(tau=tau, baseline=baseline, scale=scale, eps=eps)
     out = gapo_kernels.advantage(rewards, offsets, backend=backend, **kw)

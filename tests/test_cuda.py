@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import gapo_kernels
 from gapo_kernels._checks import BASELINES, SCALES
 from gapo_kernels._types import GroupStats
-from tests.oracle import assert_advantage_matches, assert_stats_match
+from tests.oracle import assert_advantage_matches, assert_stats_match, strided_tensor
 from tests.strategies import ragged_batches, taus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,13 +191,6 @@ def gpu(test):
     return CUDA(test)
 
 
-def as_strided_cuda(values: np.ndarray, dtype: torch.dtype, stride: int) -> torch.Tensor:
-    storage = torch.full((max(1, len(values) * stride),), float("nan"), dtype=dtype, device="cuda")
-    view = storage[::stride][: len(values)]
-    view.copy_(torch.as_tensor(values, dtype=dtype))
-    return view
-
-
 hints = st.sampled_from(["none", "exact", "loose", "large"])
 
 
@@ -220,7 +213,7 @@ def hint_value(kind: str, offsets: np.ndarray):
 )
 def test_cuda_advantage_matches_reference(baseline, scale, batch, tau, eps, dtype, index_dtype, stride, hint):
     values, offsets_np = batch
-    rewards = as_strided_cuda(values, dtype, stride)
+    rewards = strided_tensor(values, dtype, "cuda", stride)
     offsets = torch.as_tensor(offsets_np, dtype=index_dtype, device="cuda")
     kw = dict(tau=tau, baseline=baseline, scale=scale, eps=eps)
     out = gapo_kernels.advantage(rewards, offsets, backend="cuda", max_group_size=hint_value(hint, offsets_np), **kw)

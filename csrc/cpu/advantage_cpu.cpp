@@ -57,7 +57,7 @@ void check_offsets_values(const Index* offsets, int64_t num_groups, int64_t num_
 // Calls on_group(g, first, last, sorted_finite_keys, n) for every group g, in parallel over
 // groups. Group g holds positions [first, last) of values (strided).
 template <class T, class Index, class OnGroup>
-void for_each_sorted_group(const T* rewards, int64_t stride, const Index* offsets, int64_t num_groups,
+void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets, int64_t num_groups,
                            OnGroup on_group) {
   using K = SortKey<T>;
   const int64_t num_rewards = offsets[num_groups];
@@ -67,7 +67,7 @@ void for_each_sorted_group(const T* rewards, int64_t stride, const Index* offset
   const auto gather_finite = [&](int64_t first, int64_t last, K* dst) {
     int64_t n = 0;
     for (int64_t p = first; p < last; ++p) {
-      const K value = static_cast<K>(rewards[p * stride]);
+      const K value = static_cast<K>(values[p * stride]);
       dst[n] = value;  // branch-free compaction of the finite rewards
       n += is_missing(value) ? 0 : 1;
     }

@@ -107,8 +107,9 @@ struct StatsOut {
   int64_t* count = nullptr;
 };
 
-// Everything a kernel reads and writes. Key is the sort/statistics type: float for 16- and
-// 32-bit rewards, double for float64 (the GroupStats convention of group_logic.h).
+// Everything a kernel reads and writes. Key is the sort type and the type of the statistics
+// outputs: float for 16- and 32-bit rewards, double for float64. The statistics themselves are
+// computed in double (reduce_group<double, ...>).
 template <class Scalar, class Key>
 struct KernelArgs {
   const Scalar* rewards = nullptr;  // rewards[i * stride]
@@ -332,18 +333,19 @@ GAPO_TEAM_FN GroupResult<Acc> reduce_group(Team& team, const View& view, int64_t
   return r;
 }
 
-// One thread writes group g's statistics. Empty group: count 0, NaN elsewhere.
-template <class Acc, class Key>
-GAPO_TEAM_FN void write_stats(const StatsOut<Acc>& out, int64_t g, const GroupResult<Acc>& r, const Key* sorted) {
-  const Acc nan = static_cast<Acc>(NAN);
+// One thread writes group g's statistics (computed in Acc, stored as Out). Empty group: count
+// 0, NaN elsewhere.
+template <class Out, class Acc, class Key>
+GAPO_TEAM_FN void write_stats(const StatsOut<Out>& out, int64_t g, const GroupResult<Acc>& r, const Key* sorted) {
+  const Out nan = static_cast<Out>(NAN);
   const bool any = r.n > 0;
-  out.baseline[g] = any ? r.baseline : nan;
-  out.scale[g] = any ? r.scale : nan;
-  out.hdi_low[g] = any ? static_cast<Acc>(sorted[r.start]) : nan;
-  out.hdi_high[g] = any ? static_cast<Acc>(sorted[r.start + r.k - 1]) : nan;
-  out.mean[g] = any ? r.mean : nan;
-  out.min[g] = any ? static_cast<Acc>(sorted[0]) : nan;
-  out.max[g] = any ? static_cast<Acc>(sorted[r.n - 1]) : nan;
+  out.baseline[g] = any ? static_cast<Out>(r.baseline) : nan;
+  out.scale[g] = any ? static_cast<Out>(r.scale) : nan;
+  out.hdi_low[g] = any ? static_cast<Out>(sorted[r.start]) : nan;
+  out.hdi_high[g] = any ? static_cast<Out>(sorted[r.start + r.k - 1]) : nan;
+  out.mean[g] = any ? static_cast<Out>(r.mean) : nan;
+  out.min[g] = any ? static_cast<Out>(sorted[0]) : nan;
+  out.max[g] = any ? static_cast<Out>(sorted[r.n - 1]) : nan;
   out.count[g] = r.n;
 }
 
@@ -382,7 +384,10 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
   team.sync();
 
   const RegisterView<Shape, Key> view{buffer, keys, t};
-  const GroupResult<Key> r = reduce_group<Key, Key>(team, view, loaded, a.params);
+  // Q, S and A in double, sums included: in float32, rounding Q alone can cost ~1e-4 of S for a
+  // tight group far from 0, over the spec's 1e-5. The sort stays on Key; fp64 here is a few
+  // operations per reward against a memory-bound kernel.
+  const GroupResult<double> r = reduce_group<double, double>(team, view, loaded, a.params);
 
   if (active && a.out != nullptr) {
     if (fits) {
@@ -390,7 +395,7 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
       for (int i = 0; i < I; ++i) {
         const int64_t e = static_cast<int64_t>(i) * T + t;
         if (e < size) {
-          a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<Key>(original[i], r.baseline, r.inv_divisor));
+          a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<double>(original[i], r.baseline, r.inv_divisor));
         }
       }
     } else {
@@ -401,7 +406,7 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
     if (fits) {
       write_stats(a.stats, g, r, buffer);
     } else {  // unreachable from group_stats, which reads the true maximum size first
-      GroupResult<Key> overflow;
+      GroupResult<double> overflow;
       write_stats(a.stats, g, overflow, buffer);
       a.stats.count[g] = -1;
     }
@@ -423,12 +428,12 @@ GAPO_TEAM_FN void large_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
   const int64_t begin = a.segment_begin[g];
   const int64_t size = a.segment_end[g] - begin;
   const StridedView<Threads, Key> view{a.sorted_keys + begin, t};
-  // Thousands of terms per thread: partial sums in double whatever the key type.
-  const GroupResult<Key> r = reduce_group<Key, double>(team, view, size, a.params);
+  // Statistics in double, as in the fused path (thousands of terms per thread, too).
+  const GroupResult<double> r = reduce_group<double, double>(team, view, size, a.params);
   if (a.out != nullptr) {
     for (int64_t e = t; e < size; e += Threads) {
       const Key reward = ScalarIO<Scalar>::template load<Key>(a.rewards, (begin + e) * a.stride);
-      a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<Key>(reward, r.baseline, r.inv_divisor));
+      a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<double>(reward, r.baseline, r.inv_divisor));
     }
   }
   if (a.stats.count != nullptr && t == 0) write_stats(a.stats, g, r, view.sorted());

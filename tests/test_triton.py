@@ -362,9 +362,38 @@ def test_hint_larger_than_needed_is_fine_and_too_small_gives_nan(device):
     torch.testing.assert_close(out[50:].double(), expected[50:], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_offsets(device):
+    r = torch.tensor([1.0, 2.0, 4.0, 8.0, 0.5, 0.25], device=device)
+    o = torch.tensor([0, -1, 2, -1, 2, -1, 6, -1], device=device)[::2]
+    assert not o.is_contiguous()
+    _check(r, o, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is visible")
+@pytest.mark.parametrize("max_group_size", [64, triton_backend.MAX_BLOCK + 100])
+def test_cuda_graph_capture_with_hint(max_group_size):
+    """With max_group_size the op does no host sync, so it can be captured in a CUDA graph
+    (tile path, and the sorted-CSR path for a hint above MAX_BLOCK)."""
+    rng = np.random.default_rng(10)
+    r = torch.tensor(rng.normal(size=256), dtype=torch.float32, device="cuda")
+    o = torch.tensor([0, 10, 10, 64, 128, 192, 256], device="cuda")  # groups of 10, 0, 54, 64, 64, 64
+    triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 1e-6, max_group_size)  # compile outside capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 1e-6, max_group_size)
+    r.copy_(torch.tensor(rng.normal(size=256), dtype=torch.float32, device="cuda"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert_advantage_matches(out, r, o, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6)
+
+
 def test_block_choice():
     assert triton_backend.block_for(0) == triton_backend.MIN_BLOCK
-    assert triton_backend.block_for(16) == 16
+    assert triton_backend.block_for(1) == triton_backend.MIN_BLOCK == 4
+    assert triton_backend.block_for(8) == 8
     assert triton_backend.block_for(17) == 32
     assert triton_backend.block_for(4096) == 4096
 
@@ -427,3 +456,35 @@ def test_public_dispatch(device):
         assert_advantage_matches(out, r, o, tau=tau, baseline="hdi_median", scale="rms", eps=1e-6)
         out = gapo_kernels.advantage(r, o, tau=tau, backend="triton", max_group_size=15, scale="none")
         assert_advantage_matches(out, r, o, tau=tau, baseline="hdi_median", scale="none", eps=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU code generation, checked without a GPU
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kernels_compile_for_sm80_and_sm90_without_spills():
+    """Builds the kernels for sm_80 and sm_90 with the ptxas that triton ships (no GPU needed),
+    in a subprocess without TRITON_INTERPRET, and checks that no build spills to local memory
+    beyond a few bytes (a long row once did, through tl.gather)."""
+    import json
+    import subprocess
+
+    from triton.backends import backends
+
+    if "nvidia" not in backends:
+        pytest.skip("this triton has no NVIDIA backend")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    script = (
+        "import json; from gapo_kernels import triton_backend as t; "
+        "print(json.dumps(t.compile_check(archs=(80, 90))))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    builds = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(builds) == 12
+    # A few bytes of stack can be a small local array; the tl.gather layout spilled ~22 KB.
+    spilled = [b for b in builds if b.get("stack", 0) > 64]
+    assert not spilled, spilled

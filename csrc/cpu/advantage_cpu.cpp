@@ -235,9 +235,6 @@ StatsTuple group_stats_cpu(const Tensor& rewards, const Tensor& offsets, double 
 
 // Rows grouped by id, as CSR over the ids that occur, in ascending id order.
 struct RowGroups {
-  // Row indices, group after group, rows ascending within a group. Not zero-filled: every slot
-  // is written once by the grouping, and zero-filling 8 bytes a row cost as much as grouping.
-  std::unique_ptr<int64_t[]> order;
   std::vector<int64_t> offsets;     // G + 1
   std::vector<int64_t> unique_ids;  // G
 };
@@ -245,14 +242,14 @@ struct RowGroups {
 // Ids spanning at most ~N values (what trainers produce: 0..G-1, repeated prompt indices) are
 // grouped by a counting sort in O(N + range), parallel over row chunks with one histogram per
 // chunk (chunks scatter to disjoint slots, so the order stays stable); sparse ids (hashes,
-// uuids as int64) by sorting (id, row) pairs in O(N log N). on_place(slot, row) is called as
-// each row lands in order[slot], so a caller can move the row's data along in the same pass.
+// uuids as int64) by sorting (id, row) pairs in O(N log N). The row order itself is reported
+// through on_place(slot, row), once per row: the caller stores it (and may move the row's data
+// along in the same pass) in whatever index type fits.
 template <class Id, class OnPlace>
 RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
   RowGroups out;
   out.offsets.push_back(0);
   if (n == 0) return out;
-  out.order.reset(new int64_t[n]);
   // A plain min/max loop vectorises; std::minmax_element's branches make it ~6x slower.
   int64_t min_id = ids[0];
   int64_t max_id = ids[0];
@@ -289,7 +286,6 @@ RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
         int64_t* next = cursor.data() + c * range;
         for (int64_t i = chunk_begin(c); i < chunk_begin(c + 1); ++i) {
           const int64_t slot = next[static_cast<int64_t>(ids[i]) - min_id]++;
-          out.order[slot] = i;
           on_place(slot, i);
         }
       }
@@ -300,7 +296,6 @@ RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
   for (int64_t i = 0; i < n; ++i) pairs[i] = {static_cast<int64_t>(ids[i]), i};
   std::sort(pairs.begin(), pairs.end());
   for (int64_t i = 0; i < n; ++i) {
-    out.order[i] = pairs[i].second;
     on_place(i, pairs[i].second);
     if (i > 0 && pairs[i].first != pairs[i - 1].first) out.offsets.push_back(i);
     if (i == 0 || pairs[i].first != pairs[i - 1].first) out.unique_ids.push_back(pairs[i].first);
@@ -340,34 +335,46 @@ Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids, doub
   dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
     using T = decltype(reward_tag);
     // The grouping pass also copies each reward to its group's slot (sequential reads, scattered
-    // writes), so the kernel reads groups contiguously; only its output goes through the order.
+    // writes), so the kernel reads groups contiguously; only its output goes through the order,
+    // kept in 4-byte slots when the batch allows (half the traffic of int64).
     const T* values = rewards.const_data_ptr<T>();
     const int64_t stride = rewards.stride(0);
-    std::unique_ptr<T[]> grouped(new T[rewards.numel()]);  // every slot written by the grouping
-    const RowGroups groups =
-        group_rows_of(group_ids, [&](int64_t slot, int64_t row) { grouped[slot] = values[row * stride]; });
-    const int64_t* order = groups.order.get();
-    write_advantages(grouped.get(), 1, groups.offsets.data(), static_cast<int64_t>(groups.offsets.size()) - 1,
-                     [order](int64_t p) { return order[p]; }, params, out.mutable_data_ptr<T>());
+    const int64_t n = rewards.numel();
+    std::unique_ptr<T[]> grouped(new T[n]);  // every slot written by the grouping, so not zero-filled
+    const auto run = [&](auto slot_tag) {
+      using Slot = decltype(slot_tag);
+      std::unique_ptr<Slot[]> order(new Slot[n]);
+      const RowGroups groups = group_rows_of(group_ids, [&](int64_t slot, int64_t row) {
+        order[slot] = static_cast<Slot>(row);
+        grouped[slot] = values[row * stride];
+      });
+      const Slot* order_of = order.get();
+      write_advantages(grouped.get(), 1, groups.offsets.data(), static_cast<int64_t>(groups.offsets.size()) - 1,
+                       [order_of](int64_t p) { return static_cast<int64_t>(order_of[p]); }, params,
+                       out.mutable_data_ptr<T>());
+    };
+    if (n <= std::numeric_limits<int32_t>::max()) {
+      run(int32_t{});
+    } else {
+      run(int64_t{});
+    }
   });
   return out;
 }
 
-Tensor int64_tensor_from(const int64_t* values, int64_t size, const Tensor& like) {
-  Tensor t = torch::stable::new_empty(like, {size}, ScalarType::Long);
-  std::copy(values, values + size, t.mutable_data_ptr<int64_t>());
-  return t;
-}
-
 Tensor int64_tensor_from(const std::vector<int64_t>& values, const Tensor& like) {
-  return int64_tensor_from(values.data(), static_cast<int64_t>(values.size()), like);
+  Tensor t = torch::stable::new_empty(like, {static_cast<int64_t>(values.size())}, ScalarType::Long);
+  std::copy(values.begin(), values.end(), t.mutable_data_ptr<int64_t>());
+  return t;
 }
 
 std::tuple<Tensor, Tensor, Tensor> group_rows_by_ids_cpu(const Tensor& group_ids) {
   STD_TORCH_CHECK(group_ids.dim() == 1, "gapo: group_ids must be 1-D, got ", group_ids.dim(), " dimensions");
   STD_TORCH_CHECK(is_index_dtype(group_ids.scalar_type()), "gapo: group_ids must be int32 or int64");
-  const RowGroups groups = group_rows_of(group_ids, [](int64_t, int64_t) {});
-  return {int64_tensor_from(groups.order.get(), group_ids.numel(), group_ids), int64_tensor_from(groups.offsets, group_ids),
+  Tensor order = torch::stable::new_empty(group_ids, {group_ids.numel()}, ScalarType::Long);
+  int64_t* order_of = order.mutable_data_ptr<int64_t>();
+  const RowGroups groups = group_rows_of(group_ids, [order_of](int64_t slot, int64_t row) { order_of[slot] = row; });
+  return {order, int64_tensor_from(groups.offsets, group_ids),
           int64_tensor_from(groups.unique_ids, group_ids)};
 }
 

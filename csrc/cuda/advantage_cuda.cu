@@ -180,14 +180,8 @@ __global__ void __launch_bounds__(256) offsets_summary_kernel(const void* offset
   unsigned long long max_size = 0, decrease = 0;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < num_groups; g += step) {
-    int64_t b, e;
-    if (int64_offsets) {
-      b = static_cast<const int64_t*>(offsets)[g];
-      e = static_cast<const int64_t*>(offsets)[g + 1];
-    } else {
-      b = static_cast<const int32_t*>(offsets)[g];
-      e = static_cast<const int32_t*>(offsets)[g + 1];
-    }
+    const int64_t b = read_offset(offsets, int64_offsets, g);
+    const int64_t e = read_offset(offsets, int64_offsets, g + 1);
     if (e > b && static_cast<unsigned long long>(e - b) > max_size) max_size = static_cast<unsigned long long>(e - b);
     if (e < b) {
       const auto mark = static_cast<unsigned long long>(num_groups - g);  // larger = earlier
@@ -200,11 +194,8 @@ __global__ void __launch_bounds__(256) offsets_summary_kernel(const void* offset
     atomicMax(&summary[0], max_size);
     atomicMax(&summary[1], decrease);
     if (blockIdx.x == 0) {
-      const int64_t first = int64_offsets ? static_cast<const int64_t*>(offsets)[0] : static_cast<const int32_t*>(offsets)[0];
-      const int64_t last = int64_offsets ? static_cast<const int64_t*>(offsets)[num_groups]
-                                         : static_cast<const int32_t*>(offsets)[num_groups];
-      summary[2] = static_cast<unsigned long long>(first);
-      summary[3] = static_cast<unsigned long long>(last);
+      summary[2] = static_cast<unsigned long long>(read_offset(offsets, int64_offsets, 0));
+      summary[3] = static_cast<unsigned long long>(read_offset(offsets, int64_offsets, num_groups));
     }
   }
 }

@@ -127,18 +127,17 @@ struct KernelArgs {
   const int32_t* segment_end = nullptr;
 };
 
+// offsets[i] of an int32 or int64 offsets tensor, as int64.
+GAPO_TEAM_FN int64_t read_offset(const void* offsets, bool int64_offsets, int64_t i) {
+  return int64_offsets ? static_cast<const int64_t*>(offsets)[i] : static_cast<const int32_t*>(offsets)[i];
+}
+
 // Group g's bounds, clamped to [0, N] and to begin <= end, so offsets that break the contract
 // (only checked with validate=True on CUDA) can give wrong numbers but never a wild access.
 GAPO_TEAM_FN void group_bounds(const void* offsets, bool int64_offsets, int64_t g, int64_t num_rewards,
                                int64_t& begin, int64_t& end) {
-  int64_t b, e;
-  if (int64_offsets) {
-    b = static_cast<const int64_t*>(offsets)[g];
-    e = static_cast<const int64_t*>(offsets)[g + 1];
-  } else {
-    b = static_cast<const int32_t*>(offsets)[g];
-    e = static_cast<const int32_t*>(offsets)[g + 1];
-  }
+  int64_t b = read_offset(offsets, int64_offsets, g);
+  int64_t e = read_offset(offsets, int64_offsets, g + 1);
   b = b < 0 ? 0 : (b > num_rewards ? num_rewards : b);
   e = e < b ? b : (e > num_rewards ? num_rewards : e);
   begin = b;

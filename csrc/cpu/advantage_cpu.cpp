@@ -304,9 +304,13 @@ RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
   return out;
 }
 
-void check_group_ids(const Tensor& rewards, const Tensor& group_ids) {
+void check_group_ids(const Tensor& group_ids) {
   STD_TORCH_CHECK(group_ids.dim() == 1, "gapo: group_ids must be 1-D, got ", group_ids.dim(), " dimensions");
   STD_TORCH_CHECK(is_index_dtype(group_ids.scalar_type()), "gapo: group_ids must be int32 or int64");
+}
+
+void check_group_ids_for(const Tensor& rewards, const Tensor& group_ids) {
+  check_group_ids(group_ids);
   STD_TORCH_CHECK(group_ids.is_cpu() && rewards.is_cpu(), "gapo: group_ids must be on the same device as rewards");
   STD_TORCH_CHECK(group_ids.numel() == rewards.numel(), "gapo: group_ids must have one id per reward (",
                   rewards.numel(), "), got ", group_ids.numel());
@@ -326,10 +330,8 @@ RowGroups group_rows_of(const Tensor& group_ids, OnPlace on_place) {
 
 Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids, double tau, std::string baseline,
                             std::string scale, double eps) {
-  STD_TORCH_CHECK(rewards.dim() == 1, "gapo: rewards must be 1-D, got ", rewards.dim(), " dimensions");
-  STD_TORCH_CHECK(is_supported_reward_dtype(rewards.scalar_type()),
-                  "gapo: rewards must be float16, bfloat16, float32 or float64");
-  check_group_ids(rewards, group_ids);
+  check_rewards(rewards);
+  check_group_ids_for(rewards, group_ids);
   const Params params = make_params(tau, baseline, scale, eps);
   Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
   dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
@@ -369,8 +371,7 @@ Tensor int64_tensor_from(const std::vector<int64_t>& values, const Tensor& like)
 }
 
 std::tuple<Tensor, Tensor, Tensor> group_rows_by_ids_cpu(const Tensor& group_ids) {
-  STD_TORCH_CHECK(group_ids.dim() == 1, "gapo: group_ids must be 1-D, got ", group_ids.dim(), " dimensions");
-  STD_TORCH_CHECK(is_index_dtype(group_ids.scalar_type()), "gapo: group_ids must be int32 or int64");
+  check_group_ids(group_ids);
   Tensor order = torch::stable::new_empty(group_ids, {group_ids.numel()}, ScalarType::Long);
   int64_t* order_of = order.mutable_data_ptr<int64_t>();
   const RowGroups groups = group_rows_of(group_ids, [order_of](int64_t slot, int64_t row) { order_of[slot] = row; });

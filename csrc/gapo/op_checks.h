@@ -47,12 +47,17 @@ inline bool is_supported_reward_dtype(ScalarType t) {
 
 inline bool is_index_dtype(ScalarType t) { return t == ScalarType::Int || t == ScalarType::Long; }
 
-// rewards: 1-D float tensor, any strides. offsets: 1-D int32/int64 with G + 1 >= 1 entries on
-// the same device. Values of offsets are checked by the kernels that can afford it.
-inline void check_rewards_and_offsets(const Tensor& rewards, const Tensor& offsets) {
+// rewards: 1-D float tensor, any strides.
+inline void check_rewards(const Tensor& rewards) {
   STD_TORCH_CHECK(rewards.dim() == 1, "gapo: rewards must be 1-D, got ", rewards.dim(), " dimensions");
   STD_TORCH_CHECK(is_supported_reward_dtype(rewards.scalar_type()),
                   "gapo: rewards must be float16, bfloat16, float32 or float64");
+}
+
+// offsets: 1-D int32/int64 with G + 1 >= 1 entries on the device of rewards. Values of offsets
+// are checked by the kernels that can afford it.
+inline void check_rewards_and_offsets(const Tensor& rewards, const Tensor& offsets) {
+  check_rewards(rewards);
   STD_TORCH_CHECK(offsets.dim() == 1, "gapo: offsets must be 1-D, got ", offsets.dim(), " dimensions");
   STD_TORCH_CHECK(is_index_dtype(offsets.scalar_type()), "gapo: offsets must be int32 or int64");
   STD_TORCH_CHECK(offsets.numel() >= 1, "gapo: offsets must have G + 1 >= 1 entries, got an empty tensor");

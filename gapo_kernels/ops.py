@@ -173,7 +173,7 @@ def _rows_grouped_by_id(group_ids: torch.Tensor, exact_groups: bool):
     else:
         group_of_position = torch.cumsum(starts_group, 0) - 1
         offsets = torch.searchsorted(group_of_position, torch.arange(num_rewards + 1, device=group_ids.device))
-    return order, offsets, sorted_ids[starts_group] if exact_groups else None
+    return order, offsets
 
 
 # --- the backends behind one signature ----------------------------------------------------------
@@ -257,7 +257,7 @@ def advantage(
     ids = _check_group_ids(group_ids, rewards)
     if name == "cpu":
         return _call_op(torch.ops.gapo.advantage_by_ids, rewards, ids, float(tau), baseline, scale, float(eps))
-    order, offsets, _ = _rows_grouped_by_id(ids, exact_groups=name != "cuda")
+    order, offsets = _rows_grouped_by_id(ids, exact_groups=name != "cuda")
     grouped = _ADVANTAGE[name](rewards[order], offsets, float(tau), baseline, scale, float(eps), max_group_size)
     return torch.empty_like(grouped).index_copy_(0, order, grouped)
 
@@ -288,7 +288,7 @@ def group_stats(
         if name == "cpu":
             order, offsets, _ = torch.ops.gapo.group_rows_by_ids(ids)
         else:
-            order, offsets, _ = _rows_grouped_by_id(ids, exact_groups=True)
+            order, offsets = _rows_grouped_by_id(ids, exact_groups=True)
         rewards = rewards[order]
     else:
         _check_offsets(offsets, rewards, name != "cpu" and rewards.device.type == "cpu")

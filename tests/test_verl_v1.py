@@ -180,6 +180,14 @@ def test_reloading_our_module_wraps_verls_function_once():
     assert wrapper.__gapo_kernels_wraps__ is verls
     assert getattr(v1_trainer_base, FUNCTION) is wrapper
     assert sum(getattr(finder, "gapo_kernels_verl_hook", False) for finder in sys.meta_path) == 0
+    # verl's v1 imported before our module (plugins off, our module imported later by hand):
+    # both modules hold verl's own function, and both get the wrapper.
+    setattr(v1_utils, FUNCTION, verls)
+    setattr(v1_trainer_base, FUNCTION, verls)
+    reloaded._install_v1_support()
+    assert getattr(v1_utils, FUNCTION).__gapo_kernels_wraps__ is verls
+    assert getattr(v1_trainer_base, FUNCTION) is getattr(v1_utils, FUNCTION)
+    assert reloaded.v1_session_support()["unrecognised"] == {}
 
 
 def test_an_unrecognised_v1_fails_loudly():

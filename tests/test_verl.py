@@ -373,34 +373,56 @@ def test_rejected_rows_are_missing_rewards(estimator):
 
     advantages, _ = run_trainer_path(token_level_rewards, response_mask, index, algorithm_config(estimator))
     settings = resolve_settings(algorithm_config(estimator), estimator=estimator)
-    assert_close(advantages, expected(token_level_rewards, response_mask, index, **{k: settings[k] for k in ("tau", "baseline", "scale")}))
+    assert_close(
+        advantages,
+        expected(token_level_rewards, response_mask, index, **{k: settings[k] for k in ("tau", "baseline", "scale")}),
+    )
     assert torch.all(advantages[rejected] == 0) and torch.all(advantages[all_rejected] == 0)
     # a rejected row does not move its group: dropping it changes nothing for the others
     kept = ~rejected
-    alone, _ = run_trainer_path(token_level_rewards[kept], response_mask[kept], index[kept.numpy()], algorithm_config(estimator))
+    alone, _ = run_trainer_path(
+        token_level_rewards[kept], response_mask[kept], index[kept.numpy()], algorithm_config(estimator)
+    )
     assert torch.equal(alone, advantages[kept])
 
 
 @pytest.mark.parametrize(
     "value, scale",
-    [("false", "none"), ("False", "none"), ("0", "none"), (0, "none"), (False, "none"),
-     ("true", "rms"), ("True", "rms"), ("1", "rms"), (True, "rms")],
+    [
+        ("false", "none"),
+        ("False", "none"),
+        ("0", "none"),
+        (0, "none"),
+        (False, "none"),
+        ("true", "rms"),
+        ("True", "rms"),
+        ("1", "rms"),
+        (True, "rms"),
+    ],
 )
 def test_string_booleans_in_a_plain_dict_config(value, scale):
     token_level_rewards, response_mask, index = verl_batch(seed=120, num_prompts=16)
-    config = {"adv_estimator": "gapo", "norm_adv_by_std_in_grpo": value}  # a dict, as a YAML read without a schema gives
+    config = {
+        "adv_estimator": "gapo",
+        "norm_adv_by_std_in_grpo": value,
+    }  # a dict, as a YAML read without a schema gives
     data = DataProto.from_dict(
         tensors={"token_level_rewards": token_level_rewards, "response_mask": response_mask}, non_tensors={"uid": index}
     )
     advantages = compute_advantage(data, adv_estimator="gapo", config=config).batch["advantages"]
-    assert_close(advantages, expected(token_level_rewards, response_mask, index, tau=0.5, baseline="hdi_median", scale=scale))
+    assert_close(
+        advantages, expected(token_level_rewards, response_mask, index, tau=0.5, baseline="hdi_median", scale=scale)
+    )
 
 
 def test_settings_from_verls_algo_config_dataclass():
     from verl.trainer.config import AlgoConfig
 
     assert resolve_settings(AlgoConfig(norm_adv_by_std_in_grpo=False)) == {
-        "tau": 0.5, "baseline": "hdi_median", "scale": "none", "eps": 1e-6
+        "tau": 0.5,
+        "baseline": "hdi_median",
+        "scale": "none",
+        "eps": 1e-6,
     }
     assert resolve_settings(AlgoConfig(), estimator="gapo_median", epsilon=1e-4)["eps"] == 1e-4
 
@@ -424,8 +446,18 @@ def test_the_estimators_come_from_one_factory():
 
 @pytest.mark.parametrize(
     "value, want",
-    [(True, True), (False, False), (np.bool_(True), True), (1, True), (0, False), (np.int64(0), False),
-     ("yes", True), ("Off", False), (" FALSE ", False), ("1", True)],
+    [
+        (True, True),
+        (False, False),
+        (np.bool_(True), True),
+        (1, True),
+        (0, False),
+        (np.int64(0), False),
+        ("yes", True),
+        ("Off", False),
+        (" FALSE ", False),
+        ("1", True),
+    ],
 )
 def test_parse_bool(value, want):
     assert parse_bool(value, "key") is want

@@ -28,7 +28,9 @@ try:
     from verl.trainer.ppo.v1 import trainer_base as v1_trainer_base
     from verl.trainer.ppo.v1 import utils as v1_utils
 except ImportError as error:  # fail loudly: CI installs the trainers
-    raise ImportError(f"tests marked 'trainers' need verl and its v1 trainer: run scripts/install_trainers.sh ({error})") from error
+    raise ImportError(
+        f"tests marked 'trainers' need verl and its v1 trainer: run scripts/install_trainers.sh ({error})"
+    ) from error
 
 from gapo_kernels import reference
 
@@ -199,7 +201,10 @@ def test_an_unrecognised_v1_fails_loudly():
         delattr(v1_utils, FUNCTION)
         delattr(v1_trainer_base, FUNCTION)
         module._install_v1_support()
-        assert list(module.v1_session_support()["unrecognised"]) == ["verl.trainer.ppo.v1.utils", "verl.trainer.ppo.v1.trainer_base"]
+        assert list(module.v1_session_support()["unrecognised"]) == [
+            "verl.trainer.ppo.v1.utils",
+            "verl.trainer.ppo.v1.trainer_base",
+        ]
         with pytest.raises(RuntimeError, match="has no function compute_advantage_for_multi_trajectories"):
             compute_advantage(
                 DataProto.from_dict(
@@ -209,13 +214,17 @@ def test_an_unrecognised_v1_fails_loudly():
                 adv_estimator="gapo",
                 config=algorithm_config(),
             )
+
         # a verl whose function takes other parameters
         def compute_advantage_for_multi_trajectories(data, keys, estimator):  # pragma: no cover - never called
             raise AssertionError
 
         setattr(v1_utils, FUNCTION, compute_advantage_for_multi_trajectories)
         module._install_v1_support()
-        assert "has no parameter batch_keys, adv_estimator" in module.v1_session_support()["unrecognised"][v1_utils.__name__]
+        assert (
+            "has no parameter batch_keys, adv_estimator"
+            in module.v1_session_support()["unrecognised"][v1_utils.__name__]
+        )
         # a v1 trainer module that does not call it
         lone = types.ModuleType(v1_trainer_base.__name__)
         module._check_v1_trainer(lone)
@@ -283,8 +292,16 @@ def test_single_output_sessions_equal_the_legacy_path():
 @pytest.mark.parametrize("norm", [True, False])
 def test_grpo_mode_matches_verls_own_grpo_on_sessions(norm):
     token_level_rewards, response_mask, uid, keys, _ = agent_loop_batch(seed=40, num_prompts=24)
-    ours, _ = run_v1(token_level_rewards, response_mask, uid, keys, algorithm_config(gapo_baseline="mean", norm_adv_by_std_in_grpo=norm))
-    theirs, _ = run_v1(token_level_rewards, response_mask, uid, keys, algorithm_config("grpo", norm_adv_by_std_in_grpo=norm))
+    ours, _ = run_v1(
+        token_level_rewards,
+        response_mask,
+        uid,
+        keys,
+        algorithm_config(gapo_baseline="mean", norm_adv_by_std_in_grpo=norm),
+    )
+    theirs, _ = run_v1(
+        token_level_rewards, response_mask, uid, keys, algorithm_config("grpo", norm_adv_by_std_in_grpo=norm)
+    )
     assert_close(ours, theirs.double().numpy(), rtol=2e-5)
     # and verl's grpo is verl's, untouched by the wrap
     untouched = getattr(v1_utils, FUNCTION).__gapo_kernels_wraps__
@@ -292,7 +309,9 @@ def test_grpo_mode_matches_verls_own_grpo_on_sessions(norm):
         tensors={"token_level_rewards": token_level_rewards.clone(), "response_mask": response_mask.clone()},
         non_tensors={"uid": uid},
     )
-    direct = untouched(data, batch_keys=keys, adv_estimator="grpo", norm_adv_by_std_in_grpo=norm, config=algorithm_config("grpo"))
+    direct = untouched(
+        data, batch_keys=keys, adv_estimator="grpo", norm_adv_by_std_in_grpo=norm, config=algorithm_config("grpo")
+    )
     assert torch.equal(direct.batch["advantages"], theirs)
 
 
@@ -303,7 +322,7 @@ def test_rejected_outputs_are_missing_rewards():
     all_rejected, finals_rejected = labels[0], labels[1]
     response_mask[torch.from_numpy(uid == all_rejected)] = 0.0
     final_index = {}
-    for row, key in enumerate(keys):
+    for key in keys:
         session, index = key.rsplit("_", 1)
         final_index[session] = max(final_index.get(session, -1), int(index))
     for row, key in enumerate(keys):
@@ -397,6 +416,10 @@ def test_the_v1_trainers_own_compute_advantage(transfer_queue):
 
     batch = agent_loop_batch(seed=81, num_prompts=12)
     grpo = run_v1_trainer(transfer_queue, batch, {"adv_estimator": "grpo", "gamma": 1.0, "lam": 1.0})
-    mean = run_v1_trainer(transfer_queue, batch, {"adv_estimator": "gapo", "gamma": 1.0, "lam": 1.0, "gapo_baseline": "mean"})
+    mean = run_v1_trainer(
+        transfer_queue, batch, {"adv_estimator": "gapo", "gamma": 1.0, "lam": 1.0, "gapo_baseline": "mean"}
+    )
     assert_close(mean, grpo.double().numpy(), rtol=2e-5)
-    assert_close(mean, expected_by_sessions(batch.token_level_rewards, batch.response_mask, batch.keys, baseline="mean"))
+    assert_close(
+        mean, expected_by_sessions(batch.token_level_rewards, batch.response_mask, batch.keys, baseline="mean")
+    )

@@ -267,7 +267,9 @@ def outcome_advantage(
     over its response tokens and multiplied by ``response_mask``.
     """
     if index is None:
-        raise ValueError(f"adv_estimator={estimator} groups rows by prompt: the trainer must pass index (the uid column)")
+        raise ValueError(
+            f"adv_estimator={estimator} groups rows by prompt: the trainer must pass index (the uid column)"
+        )
     settings = resolve_settings(
         config, estimator=estimator, epsilon=epsilon, norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo
     )

@@ -1,4 +1,5 @@
-"""GAPO estimators in the real verl (0.9), found by name after a plain ``import verl``.
+"""GAPO estimators in the real verl (0.9), found by name after a plain ``import verl``: the
+legacy trainer's path, settings and registration (the v1 trainer's path: test_verl_v1.py).
 
 Needs verl installed (scripts/install_trainers.sh) and this package pip-installed (so that its
 ``verl.plugins`` entry point exists). Nothing of verl is mocked: batches go through verl's own

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install the RL trainer libraries the adapters in gapo_kernels/integrations target
-# (verl 0.9.x and TRL 1.x, versions in requirements/trainers.txt) into a virtual environment.
+# (versions in requirements/trainers.txt) into a virtual environment.
 #
 #   scripts/install_trainers.sh [VENV]        # VENV defaults to <repo>/.venv
 #
-# - verl goes in with --no-deps: its metadata pins a CUDA-era torch and vLLM/SGLang stacks; the
-#   few packages its core and its PPO trainer module import are listed in
-#   requirements/trainers.txt and installed normally.
-# - Every pip call uses requirements/constraints.txt, which pins torch==2.13.0, so nothing here
-#   can replace the CPU torch the package is built against.
+# - Requirements whose line says "no-deps" (verl, TransferQueue) go in with --no-deps: their
+#   metadata pins CUDA-era torch and serving stacks. The packages they import are listed in
+#   requirements/trainers.txt and installed normally, in one resolver call.
+# - Every pip call uses requirements/constraints.txt, which pins torch, so nothing here can
+#   replace the CPU torch the package is built against.
+# - One line per step; pip's output goes to $VENV/.gapo-trainers-install.log, printed when a
+#   step fails.
 # - Idempotent: after a successful install it leaves a stamp in the venv (a hash of both
 #   requirement files); when the stamp matches and every pinned distribution is present at its
 #   pinned version, the script exits after one Python start, touching nothing.
@@ -20,14 +22,18 @@ PY="$VENV/bin/python"
 REQ="$ROOT/requirements/trainers.txt"
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
 STAMP="$VENV/.gapo-trainers-installed"
+LOG="$VENV/.gapo-trainers-install.log"
 
 if [[ ! -x "$PY" ]]; then
     echo "install_trainers: no Python at $PY (create the venv first)" >&2
     exit 2
 fi
 
-# Pinned "name==version" lines of both files (comments and unpinned names dropped).
+# Pinned "name==version" lines of the given files (comments and unpinned names dropped).
 pins() { sed -e 's/#.*//' -e 's/[[:space:]]//g' "$@" | grep -E '^[A-Za-z0-9_.-]+==' || true; }
+# Requirements of trainers.txt installed without their dependencies, and all the others.
+no_deps() { grep -E '#.*\bno-deps\b' "$REQ" | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$' || true; }
+with_deps() { grep -vE '#.*\bno-deps\b' "$REQ" | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$' || true; }
 WANT_STAMP="$(cat "$REQ" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)"
 
 # Fast path: the last full install of these very files succeeded, and every pin is still there.
@@ -48,33 +54,52 @@ if missing:
     print("install_trainers: to install: " + ", ".join(missing))
     sys.exit(1)
 '; then
-    echo "install_trainers: verl, trl and their pins already installed in $VENV"
+    echo "install_trainers: trainers and their pins already installed in $VENV"
     exit 0
 fi
 rm -f "$STAMP"
+: >"$LOG"
+
+# step DESCRIPTION COMMAND...: one line, the command's output in the log, shown on failure.
+step() {
+    local what="$1"
+    shift
+    echo "install_trainers: $what"
+    echo "== $what: $*" >>"$LOG"
+    if ! "$@" >>"$LOG" 2>&1; then
+        echo "install_trainers: FAILED: $what; the last lines of $LOG:" >&2
+        tail -n 40 "$LOG" >&2
+        exit 1
+    fi
+}
 
 PIP=("$PY" -m pip install --disable-pip-version-check --no-input -c "$CONSTRAINTS")
-
-# 1. verl itself, without its declared dependencies.
-VERL_PIN="$(pins "$REQ" | grep -iE '^verl==')"
-"${PIP[@]}" --no-deps "$VERL_PIN"
-
-# 2. Everything else (what verl imports, TRL with its own dependencies), torch held by the
-#    constraints file.
 TMP_REQ="$(mktemp)"
 trap 'rm -f "$TMP_REQ"' EXIT
-sed -e 's/#.*//' "$REQ" | grep -viE '^[[:space:]]*verl([=<>! ]|$)' | grep -vE '^[[:space:]]*$' >"$TMP_REQ"
-"${PIP[@]}" -r "$TMP_REQ"
+
+# 1. The packages whose declared dependencies we replace by hand.
+mapfile -t NO_DEPS < <(no_deps)
+step "installing without dependencies: ${NO_DEPS[*]}" "${PIP[@]}" --no-deps "${NO_DEPS[@]}"
+
+# 2. Everything else, in one resolver call, torch held by the constraints file.
+with_deps >"$TMP_REQ"
+step "installing $(wc -l <"$TMP_REQ") requirements of requirements/trainers.txt" "${PIP[@]}" -r "$TMP_REQ"
 
 # 3. Check the result: torch untouched, the trainers and the verl modules the tests use import.
-"$PY" - <<'PYEOF'
+TORCH_PIN="$(pins "$CONSTRAINTS" | grep -iE '^torch==' | cut -d= -f3)"
+step "checking that the trainers import" env TORCH_PIN="$TORCH_PIN" "$PY" - <<'PYEOF'
+import os
+
 import torch
-assert torch.__version__.split("+")[0] == "2.13.0", f"torch was changed to {torch.__version__}"
+
+assert torch.__version__.split("+")[0] == os.environ["TORCH_PIN"], f"torch was changed to {torch.__version__}"
 import trl
 import verl
 from verl.trainer.ppo import core_algos  # noqa: F401
-from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: F401  (what tests/test_verl.py calls)
+from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: F401  (the legacy trainer's path)
+from verl.trainer.ppo.v1 import trainer_base  # noqa: F401  (the default trainer's path)
 
 print(f"install_trainers: verl {verl.__version__}, trl {trl.__version__}, torch {torch.__version__}")
 PYEOF
+grep "^install_trainers: verl " "$LOG"
 echo "$WANT_STAMP" >"$STAMP"

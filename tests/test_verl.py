@@ -1,4 +1,5 @@
-"""GAPO estimators in the real verl (0.9), found by name after a plain ``import verl``.
+"""GAPO estimators in the real verl (0.9), found by name after a plain ``import verl``: the
+legacy trainer's path, settings and registration (the v1 trainer's path: test_verl_v1.py).
 
 Needs verl installed (scripts/install_trainers.sh) and this package pip-installed (so that its
 ``verl.plugins`` entry point exists). Nothing of verl is mocked: batches go through verl's own
@@ -32,6 +33,7 @@ except ImportError as error:  # fail loudly: CI installs the trainers
 
 from gapo_kernels import reference
 from gapo_kernels.integrations import gapo_diagnostics
+from gapo_kernels.integrations._common import parse_bool, resolve_settings
 
 pytestmark = pytest.mark.trainers
 
@@ -115,8 +117,12 @@ def run_trainer_path(token_level_rewards, response_mask, index, config):
 
 
 def expected(token_level_rewards, response_mask, index, *, tau, baseline, scale, eps=1e-6):
-    """The reference on the scores verl reads (row sums in float32), broadcast over the mask."""
+    """The reference on the scores verl reads (row sums in float32), broadcast over the mask.
+
+    A row whose mask is all zero (rejected) is a missing reward.
+    """
     scores = token_level_rewards.sum(dim=-1).double().numpy()
+    scores[response_mask.sum(dim=-1).numpy() == 0] = np.nan
     adv = reference.advantage(scores, group_ids=np.asarray(index), tau=tau, baseline=baseline, scale=scale, eps=eps)
     return adv[:, None] * response_mask.double().numpy()
 
@@ -148,6 +154,7 @@ PROBE = f"""
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
     print(sorted(n for n in ADV_ESTIMATOR_REGISTRY if n.startswith("gapo")))
     print({MODULE!r} in sys.modules)
+    print("verl.trainer.ppo.v1.utils" in sys.modules)  # the v1 wrap waits for verl to import it
 """
 
 
@@ -165,6 +172,7 @@ def test_plain_import_verl_registers_through_the_entry_point():
     out = _run_python(PROBE, VERL_USE_EXTERNAL_MODULES=None, VERL_USE_EXTERNAL_PLUGINS=None).split("\n")
     assert out[0] == str(sorted(NAMES)), out
     assert out[1] == "True", out
+    assert out[2] == "False", out
 
 
 def test_external_modules_variable_registers_without_the_entry_point():
@@ -326,6 +334,10 @@ def test_mixed_shared_and_fresh_objects():
         ("gapo", {"gapo_tau": 0.0}, r"gapo_tau must be in \(0, 1\]"),
         ("gapo", {"gapo_baseline": "trimmed"}, "gapo_baseline must be one of"),
         ("gapo", {"gapo_scale": "mad"}, "gapo_scale must be one of"),
+        ("gapo", {"gapo_eps": "inf"}, "gapo_eps must be a finite number >= 0"),
+        ("gapo", {"gapo_eps": -1e-6}, "gapo_eps must be a finite number >= 0"),
+        ("gapo", {"gapo_eps": "tiny"}, "gapo_eps must be a finite number >= 0"),
+        ("gapo", {"norm_adv_by_std_in_grpo": "maybe"}, "norm_adv_by_std_in_grpo must be a boolean"),
     ],
 )
 def test_bad_settings_are_reported_by_key(estimator, extra, message):
@@ -346,6 +358,116 @@ def test_index_is_required_and_must_match_the_batch():
         fn(token_level_rewards=token_level_rewards, response_mask=response_mask, config=algorithm_config())
     with pytest.raises(ValueError, match="entries but token_level_rewards has"):
         fn(token_level_rewards=token_level_rewards, response_mask=response_mask, index=index[:-1], config=None)
+
+
+@pytest.mark.parametrize("estimator", NAMES)
+def test_rejected_rows_are_missing_rewards(estimator):
+    # verl's rollout correction rejects a response by zeroing its response_mask; its rewards stay.
+    token_level_rewards, response_mask, index = verl_batch(seed=110, num_prompts=40)
+    rng = np.random.default_rng(110)
+    response_mask[torch.from_numpy(rng.random(index.size) < 0.2)] = 0.0
+    labels, sizes = np.unique(index.astype(str), return_counts=True)
+    all_rejected = torch.from_numpy(index == labels[sizes >= 3][0])
+    response_mask[all_rejected] = 0.0
+    rejected = response_mask.sum(-1) == 0
+    assert torch.all(token_level_rewards[rejected].sum(-1) != 0)
+
+    advantages, _ = run_trainer_path(token_level_rewards, response_mask, index, algorithm_config(estimator))
+    settings = resolve_settings(algorithm_config(estimator), estimator=estimator)
+    assert_close(
+        advantages,
+        expected(token_level_rewards, response_mask, index, **{k: settings[k] for k in ("tau", "baseline", "scale")}),
+    )
+    assert torch.all(advantages[rejected] == 0) and torch.all(advantages[all_rejected] == 0)
+    # a rejected row does not move its group: dropping it changes nothing for the others
+    kept = ~rejected
+    alone, _ = run_trainer_path(
+        token_level_rewards[kept], response_mask[kept], index[kept.numpy()], algorithm_config(estimator)
+    )
+    assert torch.equal(alone, advantages[kept])
+
+
+@pytest.mark.parametrize(
+    "value, scale",
+    [
+        ("false", "none"),
+        ("False", "none"),
+        ("0", "none"),
+        (0, "none"),
+        (False, "none"),
+        ("true", "rms"),
+        ("True", "rms"),
+        ("1", "rms"),
+        (True, "rms"),
+    ],
+)
+def test_string_booleans_in_a_plain_dict_config(value, scale):
+    token_level_rewards, response_mask, index = verl_batch(seed=120, num_prompts=16)
+    config = {
+        "adv_estimator": "gapo",
+        "norm_adv_by_std_in_grpo": value,
+    }  # a dict, as a YAML read without a schema gives
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": token_level_rewards, "response_mask": response_mask}, non_tensors={"uid": index}
+    )
+    advantages = compute_advantage(data, adv_estimator="gapo", config=config).batch["advantages"]
+    assert_close(
+        advantages, expected(token_level_rewards, response_mask, index, tau=0.5, baseline="hdi_median", scale=scale)
+    )
+
+
+def test_settings_from_verls_algo_config_dataclass():
+    from verl.trainer.config import AlgoConfig
+
+    assert resolve_settings(AlgoConfig(norm_adv_by_std_in_grpo=False)) == {
+        "tau": 0.5,
+        "baseline": "hdi_median",
+        "scale": "none",
+        "eps": 1e-6,
+    }
+    assert resolve_settings(AlgoConfig(), estimator="gapo_median", epsilon=1e-4)["eps"] == 1e-4
+
+
+def test_the_estimators_come_from_one_factory():
+    module = importlib.import_module(MODULE)
+    for name in NAMES:
+        function = get_adv_estimator_fn(name)
+        assert function is getattr(module, f"compute_{name}_advantage")
+        assert function.__name__ == f"compute_{name}_advantage" and function.__module__ == MODULE
+        assert name in function.__doc__
+    made = module.make_estimator("gapo_median")
+    token_level_rewards, response_mask, index = verl_batch(seed=5, num_prompts=8)
+    assert torch.equal(
+        made(token_level_rewards, response_mask, index=index)[0],
+        module.compute_gapo_median_advantage(token_level_rewards, response_mask, index=index)[0],
+    )
+    with pytest.raises(ValueError, match="unknown GAPO estimator 'grpo'"):
+        module.make_estimator("grpo")
+
+
+@pytest.mark.parametrize(
+    "value, want",
+    [
+        (True, True),
+        (False, False),
+        (np.bool_(True), True),
+        (1, True),
+        (0, False),
+        (np.int64(0), False),
+        ("yes", True),
+        ("Off", False),
+        (" FALSE ", False),
+        ("1", True),
+    ],
+)
+def test_parse_bool(value, want):
+    assert parse_bool(value, "key") is want
+
+
+@pytest.mark.parametrize("value", ["maybe", "", 2, 0.0, None, "truthy"])
+def test_parse_bool_rejects_what_is_not_clearly_a_boolean(value):
+    with pytest.raises(ValueError, match=r"algorithm\.key must be a boolean"):
+        parse_bool(value, "key")
 
 
 # --- diagnostics ----------------------------------------------------------------------------
@@ -407,6 +529,17 @@ def test_batch_diagnostics_match_a_loop_over_groups():
     assert got["gapo/num_empty_groups"] >= 1 and got["gapo/num_constant_groups"] >= 1
     assert got["gapo/num_missing_rewards"] > 0 and got["gapo/num_singleton_groups"] >= 1
     assert all(isinstance(v, float) for v in got.values())
+
+
+def test_batch_diagnostics_count_rejected_rows_as_missing():
+    module = importlib.import_module(MODULE)
+    token_level_rewards, response_mask, index = verl_batch(seed=22, num_prompts=30)
+    response_mask[::5] = 0.0
+    got = module.batch_diagnostics(token_level_rewards, index, algorithm_config(), response_mask=response_mask)
+    nan_rows = token_level_rewards.clone()
+    nan_rows[::5] = float("nan")
+    assert got == module.batch_diagnostics(nan_rows, index, algorithm_config())
+    assert got["gapo/num_missing_rewards"] == len(range(0, index.size, 5))
 
 
 def test_diagnostics_see_the_skew():

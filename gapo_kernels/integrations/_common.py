@@ -13,6 +13,7 @@ configuration and groups its rows the same way:
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -82,6 +83,18 @@ def _as_tau(value: Any, key: str) -> float:
         hint = " (it is a fraction, not a percentage)" if 1.0 < tau <= 100.0 else ""
         raise ValueError(f"algorithm.{key} must be in (0, 1]{hint}, got {value!r}")
     return tau
+
+
+def _as_eps(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise TypeError(f"{name} must be a finite number >= 0, got {value!r}")
+    try:
+        eps = float(value)
+    except ValueError:
+        eps = float("nan")
+    if not (math.isfinite(eps) and eps >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return eps
 
 
 _TRUE_WORDS = ("true", "yes", "on", "1")
@@ -169,11 +182,9 @@ def resolve_settings(
 
     # eps
     if "gapo_eps" in values:
-        eps = float(values["gapo_eps"])
+        eps = _as_eps(values["gapo_eps"], "algorithm.gapo_eps")
     else:
-        eps = _DEFAULT_EPS if epsilon is None else float(epsilon)
-    if not eps >= 0.0:
-        raise ValueError(f"algorithm.gapo_eps must be >= 0, got {eps!r}")
+        eps = _DEFAULT_EPS if epsilon is None else _as_eps(epsilon, "epsilon")
     return {"tau": tau, "baseline": baseline, "scale": scale, "eps": eps}
 
 
@@ -218,14 +229,6 @@ def factorize_index(index: Any, num_rows: int, device: torch.device | str = "cpu
     return ids
 
 
-def _scores(token_level_rewards: torch.Tensor) -> torch.Tensor:
-    """One score per row, the sum over tokens as verl's GRPO takes it (float32, or float64)."""
-    if token_level_rewards.dim() != 2:
-        raise ValueError(f"token_level_rewards must be [bs, T], got shape {tuple(token_level_rewards.shape)}")
-    dtype = torch.float64 if token_level_rewards.dtype == torch.float64 else torch.float32
-    return token_level_rewards.sum(dim=-1, dtype=dtype)
-
-
 def sequence_scores(token_level_rewards: torch.Tensor, response_mask: torch.Tensor | None = None) -> torch.Tensor:
     """One score per row, the sum over tokens as verl's GRPO takes it (float32, or float64).
 
@@ -264,7 +267,9 @@ def outcome_advantage(
     over its response tokens and multiplied by ``response_mask``.
     """
     if index is None:
-        raise ValueError(f"adv_estimator={estimator} groups rows by prompt: the trainer must pass index (the uid column)")
+        raise ValueError(
+            f"adv_estimator={estimator} groups rows by prompt: the trainer must pass index (the uid column)"
+        )
     settings = resolve_settings(
         config, estimator=estimator, epsilon=epsilon, norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo
     )

@@ -466,13 +466,71 @@ def test_cuda_without_hint_checks_offsets_values():
 
 @gpu
 def test_cuda_runs_on_the_current_stream():
-    # Work queued on a side stream must be ordered after that stream's earlier writes.
+    # The side stream sleeps before it writes the rewards: an op launched on any other stream
+    # would read the old (zero) rewards, long before the copy lands.
     rewards = torch.zeros(1 << 20, device="cuda")
     offsets = torch.arange(0, (1 << 20) + 1, 8, device="cuda")
+    fresh = torch.rand(1 << 20, device="cuda")
+    torch.cuda.synchronize()
     side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        rewards.copy_(torch.rand(1 << 20, device="cuda"))
+        torch.cuda._sleep(50_000_000)  # ~tens of milliseconds of GPU time on this stream
+        rewards.copy_(fresh)
         out = gapo_kernels.advantage(rewards, offsets, backend="cuda", max_group_size=8)
     torch.cuda.current_stream().wait_stream(side)
-    assert_advantage_matches(out, rewards, offsets.cpu().numpy())
+    torch.cuda.synchronize()
+    assert_advantage_matches(out, fresh, offsets.cpu().numpy())
+
+
+@gpu
+@pytest.mark.parametrize("hint", [None, 16, 100, 2048, 5000])
+def test_cuda_plans_small_and_large_groups_together(hint):
+    # Many small groups and a few large ones, under every kind of plan: direct, listed (a
+    # cautious hint), and the large path for the groups above 1024 only.
+    g = torch.Generator().manual_seed(30)
+    sizes = [16] * 3000 + [2000, 0, 3, 700, 1025] + [9] * 500 + [4096, 1]
+    rewards = torch.randn(sum(sizes), generator=g).cuda()
+    offsets = torch.tensor([0] + np.cumsum(sizes).tolist(), device="cuda")
+    out = gapo_kernels.advantage(rewards, offsets, backend="cuda", max_group_size=hint)
+    expected = gapo_kernels.reference.advantage(rewards.double().cpu().numpy(), offsets.cpu().numpy())
+    got = out.double().cpu().numpy()
+    bounds = offsets.cpu().numpy()
+    for i, size in enumerate(sizes):
+        rows = slice(bounds[i], bounds[i + 1])
+        if hint is not None and size > hint:
+            assert np.all(np.isnan(got[rows])), (i, size)
+        else:
+            np.testing.assert_allclose(got[rows], expected[rows], rtol=1e-5, atol=1e-5)
+
+
+@gpu
+@pytest.mark.parametrize("hint", [8, 2048])
+def test_cuda_rows_outside_the_offsets_are_written(hint):
+    rewards = torch.arange(10, dtype=torch.float32, device="cuda")
+    for _ in range(3):  # the caching allocator hands back memory holding the last results
+        out = gapo_kernels.advantage(rewards, torch.tensor([2, 5, 8], device="cuda"), backend="cuda",
+                                     max_group_size=hint)
+        assert torch.equal(out[[0, 1, 8, 9]].cpu(), torch.zeros(4))
+        torch.cuda.synchronize()
+        torch.full((10,), 777.0, device="cuda")  # a freed block full of 777 for the next round
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_signed_zeros_give_the_cpu_window_bit_for_bit(dtype):
+    g = torch.Generator().manual_seed(31)
+    base = torch.tensor([0.0] * 6 + [1.0, 2.0, -1.0, 0.5, 0.0, 3.0], dtype=dtype)
+    for size_class_sizes in ([12], [12] * 50 + [1500]):
+        values = torch.cat([base] * (sum(size_class_sizes) // 12) + [torch.zeros(sum(size_class_sizes) % 12,
+                                                                                  dtype=dtype)])
+        signs = torch.where(torch.rand(len(values), generator=g) < 0.5, -1.0, 1.0).to(dtype)
+        values = values * signs  # zeros of both signs
+        offsets = torch.tensor([0] + np.cumsum(size_class_sizes).tolist())
+        for baseline in BASELINES:
+            cpu = gapo_kernels.group_stats(values, offsets, baseline=baseline, backend="cpu")
+            cuda = gapo_kernels.group_stats(values.cuda(), offsets.cuda(), baseline=baseline, backend="cuda")
+            for name in ("hdi_low", "hdi_high", "min", "max", "count"):
+                a, b = getattr(cpu, name), getattr(cuda, name).cpu()
+                assert torch.equal(a, b), (name, a, b)
+                if a.is_floating_point():
+                    assert torch.equal(torch.signbit(a), torch.signbit(b)), name

@@ -1,4 +1,4 @@
-// CUDA kernels for gapo::advantage and gapo::group_stats (../shared/SPEC.md).
+// CUDA kernels for gapo::advantage and gapo::group_stats (docs/spec.md).
 //
 // Design note
 // ===========
@@ -6,65 +6,65 @@
 // written (4 MB) plus offsets (4-8 MB for groups of 1-2 rewards, ~1 MB for groups of 8) are
 // ~10-12 MB, a few microseconds at an H100's ~3 TB/s. Anything that moves a group through
 // device memory a second time (a separate sort pass, a padded copy, a stats round trip), or
-// that costs a launch per stage, is already a multiple of that floor. So:
+// that costs a launch per stage, is already a multiple of that floor.
 //
-// Common path (every group <= 1024 rewards): ONE fused kernel launch. A team of threads owns
-// a group: it loads the group's rewards once (coalesced, strided input allowed), sorts them in
-// registers with a bitonic network, finds the HDI window by a parallel argmin, reduces the
-// mean / window sum / sum of squares, and writes the advantages from the values it still
-// holds in registers. Rewards are read once and advantages written once; nothing else touches
-// device memory except the team's two offsets. Size classes (picked by the maximum group size):
-//     max size   threads/group  keys/thread  where the sort's strides go
-//        <= 4          2             2        registers + shuffles  (16 groups per warp)
-//        <= 8          2             4        registers + shuffles  (16 groups per warp)
-//        <= 16         4             4        registers + shuffles
-//        <= 32         8             4        registers + shuffles
-//        <= 64        16             4        registers + shuffles
-//        <= 128       32             4        registers + shuffles  (a warp per group)
-//        <= 256       32             8        registers + shuffles
-//        <= 512       64             8        + 1 shared-memory step (a block per group)
-//        <= 1024     128             8        + 3 shared-memory steps
-// Keys per thread grow with the class so each thread has 8-32 bytes of loads in flight (a
-// memory-bound kernel needs ~16 KB in flight per SM on an H100); block size 256 for the warp
-// classes. ptxas (sm_90a, float): 44-64 registers, 2-8 KB static shared memory, no stack frame,
-// no spills (scripts/check_cuda_compile.sh prints the table). Compute: a bitonic sort of C keys
-// is log2(C)(log2(C)+1)/2 compare-exchange steps; for groups of 8 that is ~3 shuffles and
-// ~10 selects per reward plus ~5 butterfly steps per group, far under the memory time; at 1024
-// it is ~25 shuffles per reward, about the memory time again (the shuffle unit, 32 lanes per
-// clock per SM, is then the limit).
-// Missing rewards (NaN, +/-inf) and padding become +inf keys, which sort last; n counts the
-// finite ones, so a real +inf reward is missing too. Window widths are compared in double and
-// ties go to the lowest start (hdi_prefer, group_logic.h), so the window is the sequential
-// scan's. The median, baseline, scale and divisor are group_logic.h's functions, applied to the
-// sorted keys the team left in shared memory. Sums are taken about a pivot from the group (no
-// cancellation in float32) and are fixed-shape trees (xor butterflies, then warp results in
-// warp order), so the output is bit-identical run to run: no atomics anywhere in the result.
-// The per-group code lives in group_kernel.cuh, written against a small Team interface that
-// host_emulation/emulate_kernels.cpp also implements with std::threads: that is how CI tests
-// these kernels' logic against the reference without a GPU (tests/test_cuda.py).
+// Fused path (groups of <= 1024 rewards). A team of threads owns a group: it loads the
+// group's rewards once (coalesced, strided input allowed), sorts them in registers with a
+// bitonic network, finds the HDI window by a parallel argmin, reduces the mean / window sum /
+// sum of squares, and writes the advantages from the values it still holds in registers.
+// Rewards are read once and advantages written once; nothing else touches device memory except
+// the team's two offsets. The size classes (launch_plan.h has the table): capacity 4 .. 1024,
+// 2 .. 128 threads per group, 2 .. 8 keys per thread, teams of <= 32 threads as lanes of a warp
+// (several groups per warp), larger teams a whole block; sort strides below the keys per thread
+// stay in registers, then shuffles, then (block teams) shared memory. Each thread has 8-32 bytes
+// of loads in flight (a memory-bound kernel needs ~16 KB in flight per SM on an H100). ptxas
+// (nvcc 13, sm_90a): float and 16-bit rewards 50-79 registers, 2-8 KB static shared memory;
+// float64 54-87 registers, 4-16 KB; no stack frame, except float64 at 256 (32 threads x 8 keys:
+// 16-byte frame, 24/20 bytes spilled); scripts/check_cuda_compile.sh prints the table. Compute:
+// a bitonic sort of C keys is log2(C)(log2(C)+1)/2 compare-exchange steps; for groups of 8
+// that is ~3 shuffles and ~10 selects per reward plus ~5 butterfly steps per group, far under
+// the memory time; at 1024 it is ~25 shuffles per reward, about the memory time again.
+// Missing rewards (NaN, +/-inf) and padding become +inf keys, which sort last, and -0.0 becomes
+// +0.0 (sort_key), so n counts the finite rewards and every sort orders zeros alike. Window
+// widths are compared in double and ties go to the lowest start (hdi_prefer, group_logic.h), so
+// the window is the sequential scan's. The median, baseline, scale and divisor are
+// group_logic.h's functions, applied to the sorted keys the team left in shared memory. Sums
+// are fixed-shape trees (xor butterflies, then warp results in warp order), so the output is
+// bit-identical run to run: no atomics anywhere in the result. The per-group code lives in
+// group_kernel.cuh, written against a small Team interface that host_emulation/ also
+// implements with std::threads: that is how CI tests these kernels without a GPU.
 //
-// No host synchronisation. With max_group_size given, the size class comes from the hint and
-// the op is only kernel launches on the current stream, with outputs from torch's caching allocator:
-// it can be captured in a CUDA graph. Without the hint, one small kernel reduces the offsets to
-// (max group size, first decreasing index, offsets[0], offsets[G]) and the op reads those 32
-// bytes back: the one documented device-to-host read. Since it syncs anyway, it also checks the
-// offsets and raises the spec's errors. A group larger than the hint gets NaN advantages (never
-// an out-of-bounds access); offsets are clamped to [0, N] on the device.
+// Launch plan (launch_plan.h, a plain host function). Small groups always take the fused
+// kernel, only groups above 1024 the large path. Without max_group_size, one small kernel
+// reduces the offsets to the histogram of size classes plus what the offsets checks need, and
+// the op reads those 112 bytes back: the one documented device-to-host read, after which it
+// raises the spec's offsets errors. From the histogram the plan makes one direct launch of the
+// largest class present (team i owns group i; empty groups return before any load), or one
+// launch per class over lists built on the device by a classify kernel when the padding of one
+// class would cost more than the extra launches. With max_group_size nothing is read: a hint
+// up to 64 launches its class directly; a larger one lists the groups by their own size, each
+// class's launch sized for the most groups that fit its range (min(G, N / smallest size)) and
+// teams past the list's length return at once. So a cautious hint (2048 for groups of 16)
+// costs a classify pass and a few launches, not 1024-key sorts for every group. Then the op is
+// only kernel launches on the current stream with outputs from torch's caching allocator: it
+// can be captured in a CUDA graph. A group larger than the hint gets NaN advantages (never an
+// out-of-bounds access); bounds are clamped to [0, N] on the device, and rows outside
+// [offsets[0], offsets[G]) get 0, so nothing returned is memory that nothing wrote.
 //
-// Large groups (max size > 1024): three launches plus CUB's. (1) a prepare kernel writes the
-// rewards as contiguous keys (missing -> +inf) and the clamped int32 segment bounds; (2)
-// cub::DeviceSegmentedRadixSort sorts every segment (a block per segment, several radix passes
-// through global memory); (3) a block of 256 threads per group reduces the sorted segment
-// with the same reduce_group as the fused path and writes the advantages. Cost: the prepare
-// pass (read + write), ~5 radix passes of (2 reads + 1 write) of the keys, ~5 reads of the
-// sorted keys and the read/write of the final pass: ~10x the fused path's bytes (much of it
-// L2 hits for segments of a few thousand), plus ~8 launches: fine for sizes no RL trainer uses.
-// cub::DeviceSegmentedSort would be the obvious pick, but with more than a few hundred
-// segments it partitions them and copies the partition sizes to the host with a stream
-// synchronisation (dispatch_segmented_sort.cuh, unless built with CDP), which would break the
-// no-sync / graph-capture promise. DeviceSegmentedRadixSort never syncs. Scratch (keys twice,
-// bounds, CUB temp) is one byte tensor from torch's caching allocator: no per-group allocation.
-// This path needs N < 2^31 (CUB's int num_items).
+// Large path (groups > 1024, listed by the classify kernel: their segment bounds go to slots
+// whose unused rest is empty). (1) a prepare kernel, a block per slot, writes the segment's
+// keys (missing -> +inf, -0.0 -> +0.0) at their own positions; (2)
+// cub::DeviceSegmentedRadixSort sorts every slot's segment (a block per segment, several radix
+// passes through global memory; empty segments return at once); (3) a block of 256 threads
+// per slot reduces the sorted segment with the same reduce_group as the fused path and writes
+// the advantages. Cost for the large groups: the prepare pass, ~5 radix passes of (2 reads + 1
+// write) of the keys, ~5 reads of the sorted keys and the final read/write: ~10x the fused
+// path's bytes, plus ~8 launches. cub::DeviceSegmentedSort would be the obvious pick, but with
+// more than a few hundred segments it partitions them and copies the partition sizes to the
+// host with a stream synchronisation (dispatch_segmented_sort.cuh, unless built with CDP),
+// which would break the no-sync / graph-capture promise. DeviceSegmentedRadixSort never syncs.
+// Scratch (lists, counters, segment bounds, keys twice, CUB temp) is one byte tensor from
+// torch's caching allocator. This path needs N < 2^31 (CUB's int num_items).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -137,7 +137,8 @@ GAPO_TEAM_FN int64_t clamp_offset(int64_t v, int64_t num_rewards) {
 }
 
 // Group g's bounds, clamped to [0, N] and to begin <= end, so offsets that break the contract
-// (only checked with validate=True on CUDA) can give wrong numbers but never a wild access.
+// (not checked when max_group_size is given, unless validate=True) can give wrong numbers but
+// never a wild access.
 GAPO_TEAM_FN void group_bounds(const void* offsets, bool int64_offsets, int64_t g, int64_t num_rewards,
                                int64_t& begin, int64_t& end) {
   const int64_t b = clamp_offset(read_offset(offsets, int64_offsets, g), num_rewards);
@@ -381,6 +382,26 @@ GAPO_TEAM_FN void write_stats(const StatsOut<Out>& out, int64_t g, const GroupRe
   out.count[g] = r.n;
 }
 
+// This thread's sorted keys to dst (its slots of the team's buffer). On the GPU a row of 16
+// bytes or more is stored as 16-byte words: a warp's scalar stores with a stride of I words
+// would each be an I-way shared-memory bank conflict, the vector stores are conflict-free.
+template <int I, class Key>
+GAPO_TEAM_FN void store_keys(Key* dst, const Key (&keys)[I]) {
+#if defined(__CUDA_ARCH__)
+  if constexpr ((sizeof(Key) * I) % 16 == 0) {
+    GAPO_UNROLL
+    for (int w = 0; w < static_cast<int>(sizeof(Key) * I / 16); ++w) {
+      int4 word;
+      memcpy(&word, reinterpret_cast<const char*>(keys) + 16 * w, 16);
+      reinterpret_cast<int4*>(dst)[w] = word;
+    }
+    return;
+  }
+#endif
+  GAPO_UNROLL
+  for (int i = 0; i < I; ++i) dst[i] = keys[i];
+}
+
 // --- which group a team owns ------------------------------------------------------------------
 // Direct launches map team i to group i; listed launches read the group from their list.
 // -1: none (a padding team past the end), and the whole team returns at once.
@@ -438,7 +459,7 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
   Key* buffer = team.buffer();
   team.sync();  // block teams: the last exchange's readers are done with the buffer
   GAPO_UNROLL
-  for (int i = 0; i < I; ++i) buffer[t * I + i] = keys[i];
+  store_keys(buffer + t * I, keys);
   team.sync();
 
   const RegisterView<Shape, Key> view{buffer, keys, t};

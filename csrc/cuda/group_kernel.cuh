@@ -458,7 +458,6 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
   bitonic_sort<Shape>(team, keys);
   Key* buffer = team.buffer();
   team.sync();  // block teams: the last exchange's readers are done with the buffer
-  GAPO_UNROLL
   store_keys(buffer + t * I, keys);
   team.sync();
 

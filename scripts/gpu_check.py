@@ -21,8 +21,9 @@ of the budget, default 440 s), so a hang or a crash costs one step, never the re
              every path (the four tools in parallel)
   pytest     pytest -m gpu -x with a small hypothesis profile
 
-OUTDIR gets report.json (every step's status, time and results), summary.md (the tables a
-person reads) and logs/STEP.log. Without a GPU the check says so, shows the steps it would run
+OUTDIR gets three files (a borrowed machine sends back only a few): report.json (every step's
+status, time and results), summary.md (the tables a person reads) and logs.txt (the tail of
+every step's log); scratch lives in build/gpu-check/. Without a GPU the check says so, shows the steps it would run
 and checks that it can build its inputs, then exits 0. The exit status is 0 unless the check
 itself could not run; failures are in the report.
 """
@@ -49,6 +50,8 @@ TIME_BOX = {"env": 30, "build": 240, "info": 40, "warm": 120, "smoke": 120, "cap
             "sanitizer": 150, "pytest": 150}
 NEEDS_BUILD = {"info"}  # the others check whatever backends the tree offers (triton without _C)
 RESERVE = 10  # seconds kept for writing the report
+WORK = ROOT / "build" / "gpu-check"  # step logs, step results, scratch: not sent back
+LOG_TAIL = 60_000  # characters of each step's log kept in logs.txt
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
@@ -166,7 +169,8 @@ def step_env(out: Path) -> dict:
                                     "--format=csv,noheader"])["out"].strip()
     for tool in ("nvcc", "compute-sanitizer", "ncu", "cmake", "ninja"):
         path = shutil.which(tool)
-        result[tool] = run_cmd([tool, "--version"])["out"].strip().splitlines()[-1:] if path else None
+        lines = run_cmd([tool, "--version"])["out"].strip().splitlines() if path else []
+        result[tool] = sorted({lines[0], lines[-1]}) if lines else None
     for module in ("scikit_build_core", "pybind11", "pytest", "hypothesis"):
         try:
             result[module] = __import__(module).__version__
@@ -507,7 +511,8 @@ sys.path.insert(0, {here!r})
 import gpu_check
 for backend in gpu_check.cuda_backends():
     for name, sizes, hint in gpu_check._paths(backend):
-        sizes = [min(s, 2100) if s > 1024 else s for s in sizes][:40] + [3000 if name == 'large' else 1]
+        big = 5000 if backend == 'triton' else 3000  # above the largest tile / fused class
+        sizes = [min(s, 2100) if s > 1024 else s for s in sizes][:40] + [big if name == 'large' else 1]
         offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]), device='cuda')
         for dtype in (torch.float32, torch.bfloat16):
             r = torch.randn(int(offsets[-1]), device='cuda').to(dtype)
@@ -524,16 +529,16 @@ def step_sanitizer(out: Path) -> dict:
     tool = shutil.which("compute-sanitizer")
     if tool is None:
         return {"skipped": "compute-sanitizer not found"}
-    script = out / "sanitizer_workload.py"
+    script = WORK / "sanitizer_workload.py"
     script.write_text(SANITIZER_SCRIPT.format(root=str(ROOT), here=str(THIS.parent)))
     env = dict(os.environ, PYTORCH_NO_CUDA_MEMORY_CACHING="1", CUDA_MODULE_LOADING="LAZY")
     procs = {}
     for check in ("memcheck", "racecheck", "synccheck", "initcheck"):
-        log = open(out / "logs" / f"sanitizer-{check}.log", "w")
+        log = open(WORK / "logs" / f"sanitizer-{check}.log", "w")
         cmd = [tool, f"--tool={check}", "--error-exitcode=9", "--print-limit=20", sys.executable, str(script)]
         if check == "memcheck":
             cmd[2:2] = ["--leak-check=no"]
-        procs[check] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=out), log)
+        procs[check] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=WORK), log)
     deadline = time.time() + float(os.environ.get("GPU_CHECK_STEP_TIMEOUT", "140")) - 5
     result = {}
     for check, (proc, log) in procs.items():
@@ -543,7 +548,7 @@ def step_sanitizer(out: Path) -> dict:
             proc.kill()
             rc = "timed out"
         log.close()
-        text = (out / "logs" / f"sanitizer-{check}.log").read_text(errors="replace")
+        text = (WORK / "logs" / f"sanitizer-{check}.log").read_text(errors="replace")
         summary = [line for line in text.splitlines() if "ERROR SUMMARY" in line or "RACECHECK SUMMARY" in line]
         result[check] = {"rc": rc, "summary": summary[-2:], "workload_done": "sanitizer workload done" in text,
                          "first_errors": [line for line in text.splitlines() if "=========" in line][:12]}
@@ -552,7 +557,7 @@ def step_sanitizer(out: Path) -> dict:
 
 
 def step_pytest(out: Path) -> dict:
-    plugin_dir = out / "pytest_plugin"
+    plugin_dir = WORK / "pytest_plugin"
     plugin_dir.mkdir(exist_ok=True)
     (plugin_dir / "gpu_check_profile.py").write_text(
         "from hypothesis import HealthCheck, settings\n"
@@ -579,27 +584,35 @@ STEP_FUNCTIONS = {"env": step_env, "build": step_build, "info": step_info, "warm
 # The driver
 # --------------------------------------------------------------------------------------------
 def run_step(name: str, out: Path, timeout: float) -> dict:
-    log_path = out / "logs" / f"{name}.log"
-    result_path = out / "steps" / f"{name}.json"
+    """Runs one step in its own process group, so a time-out also ends whatever it started."""
+    import signal
+
+    log_path = WORK / "logs" / f"{name}.log"
+    result_path = WORK / "steps" / f"{name}.json"
     result_path.unlink(missing_ok=True)
     env = dict(os.environ, GPU_CHECK_STEP_TIMEOUT=str(int(timeout)))
     env.pop("TRITON_INTERPRET", None)
     start = time.time()
     with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-u", str(THIS), "--step", name, str(out)], stdout=log,
+                                stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True)
         try:
-            proc = subprocess.run([sys.executable, str(THIS), "--step", name, str(out)], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=timeout)
-            status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+            rc = proc.wait(timeout=timeout)
+            status = "ok" if rc == 0 else f"failed (exit {rc})"
         except subprocess.TimeoutExpired:
             status = f"timed out after {int(timeout)} s"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the step's children (pool workers, sanitizers)
+        except ProcessLookupError:
+            pass
+        proc.wait()
     record = {"status": status, "seconds": round(time.time() - start, 1)}
     if result_path.exists():
         record["result"] = json.loads(result_path.read_text())
         if record["result"].get("step_error"):
             record["status"] = "failed"
     else:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-12:]
-        record["log_tail"] = tail
+        record["log_tail"] = log_path.read_text(errors="replace").strip().splitlines()[-12:]
     return record
 
 
@@ -609,8 +622,17 @@ def step_entry(name: str, out: Path) -> int:
     except Exception:  # noqa: BLE001 - the report shows it
         result = {"step_error": traceback.format_exc()[-3000:]}
         print(result["step_error"])
-    write_json(out / "steps" / f"{name}.json", result)
+    write_json(WORK / "steps" / f"{name}.json", result)
     return 1 if "step_error" in result else 0
+
+
+def collect_logs(out: Path) -> None:
+    """The tail of every log of this run, in one file."""
+    parts = []
+    for path in sorted((WORK / "logs").glob("*.log")):
+        text = path.read_text(errors="replace")
+        parts.append(f"===== {path.name} ({len(text)} characters, last {LOG_TAIL} kept)\n{text[-LOG_TAIL:]}\n")
+    (out / "logs.txt").write_text("".join(parts))
 
 
 def step_passed(record: dict, name: str) -> bool:
@@ -670,6 +692,12 @@ def summary_markdown(report: dict) -> str:
     if sanitizer:
         lines += [""] + [f"- compute-sanitizer {k}: rc {v.get('rc')}, {v.get('summary')}"
                          for k, v in sanitizer.items() if isinstance(v, dict)]
+    for name, record in report["steps"].items():
+        result = record.get("result", {})
+        tail = result.get("step_error") if isinstance(result, dict) else None
+        tail = tail or ("\n".join(record.get("log_tail", [])) if record.get("log_tail") else None)
+        if tail:
+            lines += ["", f"{name}: " + record["status"], "```", tail.strip()[-1500:], "```"]
     pytest_result = report["steps"].get("pytest", {}).get("result", {})
     if pytest_result:
         lines += ["", "pytest -m gpu: " + " / ".join(pytest_result.get("tail", [])[-2:])]
@@ -725,8 +753,7 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated steps to run (default: all)")
     args = parser.parse_args()
     out = Path(args.outdir).resolve()
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    (out / "steps").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     if args.step:
         return step_entry(args.step, out)
     started = time.time()
@@ -736,8 +763,11 @@ def main() -> int:
         has_gpu = torch.cuda.is_available()
     except ImportError:
         has_gpu = False
-    if not has_gpu:
+    if not has_gpu and os.environ.get("GPU_CHECK_FORCE") != "1":  # FORCE: exercise the driver anyway
         return plan_only(out, args.budget)
+    shutil.rmtree(WORK, ignore_errors=True)
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    (WORK / "steps").mkdir(parents=True, exist_ok=True)
     steps = [s for s in STEPS if not args.only or s in args.only.split(",")]
     report = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "budget_s": args.budget,
               "steps": {}}
@@ -759,10 +789,12 @@ def main() -> int:
         print(f"   {record['status']} in {record['seconds']} s, passed: {record['passed']}", flush=True)
         write_json(out / "report.json", report)
         (out / "summary.md").write_text(summary_markdown(report))
+        collect_logs(out)
     report["seconds"] = round(time.time() - started, 1)
     write_json(out / "report.json", report)
     text = summary_markdown(report)
     (out / "summary.md").write_text(text)
+    collect_logs(out)
     print(text)
     return 0
 

@@ -641,6 +641,8 @@ def step_passed(record: dict, name: str) -> bool:
     result = record.get("result", {})
     if name == "build":
         return result.get("rc") == 0
+    if name == "info":
+        return "cuda" in result.get("available_backends_cuda", [])
     if name == "smoke":
         return result.get("checks", 0) > 0 and result.get("passed") == result.get("checks")
     if name == "capture":

@@ -647,3 +647,28 @@ def test_extreme_magnitudes_and_tiny_eps(device, force_sorted, baseline):
     reference_out = run(values, [0, 7], eps=0.0)
     for k in (-900, -300, 300, 900):
         np.testing.assert_allclose(run(values * 2.0**k, [0, 7], eps=0.0), reference_out, rtol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is visible")
+def test_batch_size_and_eps_do_not_recompile():
+    """ROWS depends on the tile only and the sizes, tau and eps are runtime values: a new batch
+    size or eps = 0 must not compile the tile kernel again (it would stall a training step and a
+    graph capture)."""
+    caches = getattr(triton_kernels.tile_kernel, "device_caches", None)
+    if caches is None:
+        pytest.skip("this triton exposes no JIT cache to count compiled kernels")
+
+    def compiled():
+        return sum(len(entry[0]) for entry in caches.values())
+
+    def call(groups, eps):
+        o = torch.arange(0, 16 * groups + 1, 16, device="cuda")
+        r = torch.rand(16 * groups, device="cuda")
+        triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", eps, 16)
+
+    call(3, 1e-6)
+    before = compiled()
+    for groups, eps in ((1, 0.0), (7, 1e-6), (100, 0.0), (1000, 1e-3), (4097, 1e-6)):
+        call(groups, eps)
+    assert compiled() == before

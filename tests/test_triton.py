@@ -660,7 +660,10 @@ def test_batch_size_and_eps_do_not_recompile():
         pytest.skip("this triton exposes no JIT cache to count compiled kernels")
 
     def compiled():
-        return sum(len(entry[0]) for entry in caches.values())
+        try:  # triton >= 3.2: per device (kernel cache, target, backend, binder)
+            return sum(len(entry[0]) for entry in caches.values())
+        except (TypeError, IndexError, KeyError):
+            pytest.skip("this triton's JIT cache has another layout")
 
     def call(groups, eps):
         o = torch.arange(0, 16 * groups + 1, 16, device="cuda")

@@ -148,6 +148,10 @@ def _size_classes(sizes: torch.Tensor) -> torch.Tensor:
 def _read_sizes(offsets: torch.Tensor, num_rewards: int) -> list:
     """The one device-to-host read without a hint: the class histogram and the offsets checks."""
     num_groups = offsets.shape[0] - 1
+    if num_groups == 0:  # offsets == [0] is the only valid one
+        first = int(offsets[0])
+        _checks.check_offsets_values(first, first, None, num_rewards)
+        return [0] * (LARGE + 1)
     start, end = _clamped_bounds(offsets, num_rewards)
     sizes = end - start
     classes = torch.where(sizes > 0, _size_classes(sizes), LARGE + 1)
@@ -216,14 +220,8 @@ def _advantage_impl(
         raise ValueError(f"max_group_size must be >= 0, got {max_group_size}")
     offsets = offsets.contiguous()  # G + 1 entries; the kernels index them densely
     num_groups, num_rewards = offsets.shape[0] - 1, rewards.shape[0]
-    if max_group_size is None and num_groups == 0:  # offsets == [0] is the only valid one
-        first = int(offsets[0])
-        _checks.check_offsets_values(first, first, None, num_rewards)
-        histogram = [0] * (LARGE + 1)
-    if max_group_size is None and num_groups > 0:  # the one documented device-to-host read
-        histogram = _read_sizes(offsets, num_rewards)
-    if max_group_size is None:
-        plan = plan_launch(num_groups, num_rewards, histogram=histogram)
+    if max_group_size is None:  # the one documented device-to-host read (it checks the offsets too)
+        plan = plan_launch(num_groups, num_rewards, histogram=_read_sizes(offsets, num_rewards))
     else:
         plan = plan_launch(num_groups, num_rewards, hint=max_group_size)
     if num_groups <= 0 or num_rewards == 0:

@@ -18,10 +18,10 @@
 // (several groups per warp), larger teams a whole block; sort strides below the keys per thread
 // stay in registers, then shuffles, then (block teams) shared memory. Each thread has 8-32 bytes
 // of loads in flight (a memory-bound kernel needs ~16 KB in flight per SM on an H100). ptxas
-// (nvcc 13, sm_90a): float and 16-bit rewards 50-79 registers, 2-8 KB static shared memory;
-// float64 54-87 registers, 4-16 KB; no stack frame, except float64 at capacity 256 (32 threads
-// x 8 keys: an 8-byte frame, 8 bytes spilled); scripts/check_cuda_compile.sh prints the table
-// (classify 26 registers, large-path reduce 40-43, prepare 13-24). Compute:
+// (nvcc 13, sm_90a): 50-95 registers per thread, 2-8 KB static shared memory for float and
+// 16-bit rewards, 4-16 KB for float64, and at most an 8-byte stack frame (float64, 32 threads
+// x 8 keys); classify ~26 registers, the large-path reduce 40-48, prepare 13-24.
+// scripts/check_cuda_compile.sh prints the table of the current code. Compute:
 // a bitonic sort of C keys is log2(C)(log2(C)+1)/2 compare-exchange steps; for groups of 8
 // that is ~3 shuffles and ~10 selects per reward plus ~5 butterfly steps per group, far under
 // the memory time; at 1024 it is ~25 shuffles per reward, about the memory time again.

@@ -56,11 +56,15 @@ struct WarpTeam {
   __device__ __forceinline__ V allreduce(V v, Op op) {
 #if __CUDA_ARCH__ >= 800
     // An integer sum (the count of finite rewards) in one redux instruction: same result.
-    if constexpr (std::is_same_v<V, int> && std::is_same_v<Op, SumOp>) return __reduce_add_sync(mask_, v);
+    if constexpr (std::is_same_v<V, int> && std::is_same_v<Op, SumOp>) {
+      return __reduce_add_sync(mask_, v);
+    } else
 #endif
+    {
 #pragma unroll
-    for (int m = 1; m < Threads; m <<= 1) v = op(v, shfl_xor(mask_, v, m));
-    return v;
+      for (int m = 1; m < Threads; m <<= 1) v = op(v, shfl_xor(mask_, v, m));
+      return v;
+    }
   }
 };
 

@@ -395,11 +395,12 @@ GAPO_TEAM_FN void store_keys(Key* dst, const Key (&keys)[I]) {
       memcpy(&word, reinterpret_cast<const char*>(keys) + 16 * w, 16);
       reinterpret_cast<int4*>(dst)[w] = word;
     }
-    return;
-  }
+  } else
 #endif
-  GAPO_UNROLL
-  for (int i = 0; i < I; ++i) dst[i] = keys[i];
+  {
+    GAPO_UNROLL
+    for (int i = 0; i < I; ++i) dst[i] = keys[i];
+  }
 }
 
 // --- which group a team owns ------------------------------------------------------------------

@@ -6,7 +6,7 @@ Steps, in order of importance, each a subprocess with its own time box (shrunk t
 of the budget, default 440 s), so a hang or a crash costs one step, never the report:
 
   env        driver, GPU, torch, triton, nvcc, compute-sanitizer and ncu versions
-  build      pip wheel (GAPO_CUDA_ARCH, default 90) and the built _C copied into gapo_kernels/
+  build      pip wheel (GAPO_CUDA_ARCH, default 90); its built files copied into gapo_kernels/
   info       gapo_kernels.build_info() and the backends this build offers on cuda
   warm       Triton's JIT cache warmed in parallel processes (the later steps then compile nothing)
   smoke      every size-class boundary, empty / all-missing / signed-zero groups, 4 dtypes,
@@ -199,8 +199,12 @@ def step_build(out: Path) -> dict:
 
     wheel = next(wheel_dir.glob("*.whl"))
     with zipfile.ZipFile(wheel) as z:
-        libs = [n for n in z.namelist() if n.startswith("gapo_kernels/_C")]
-        for name in libs:  # the built library beside the sources: the tree imports as installed
+        # Every built file of the package (the extension, libraries under it), put beside the
+        # sources in the wheel's layout: the tree then imports as the installed package does.
+        libs = [n for n in z.namelist() if n.startswith("gapo_kernels/") and not n.endswith("/")
+                and not n.endswith((".py", ".pyc", ".md", ".txt", ".json"))]
+        for name in libs:
+            (ROOT / name).parent.mkdir(parents=True, exist_ok=True)
             (ROOT / name).write_bytes(z.read(name))
     result.update(wheel=wheel.name, libraries=libs)
     return result

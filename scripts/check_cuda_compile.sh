@@ -5,7 +5,7 @@
 # kernel is printed so register pressure or local-memory use shows in the CI log.
 #
 #   scripts/check_cuda_compile.sh [PYTHON]      PYTHON: the interpreter whose torch headers to use
-#                                               (default /work/main/.venv/bin/python)
+#                                               (default: the repository's .venv, else python3)
 # Environment:
 #   NVCC                  the compiler (default: nvcc on PATH)
 #   GAPO_CHECK_ARCHS      gencode targets, default "80 90a"
@@ -16,7 +16,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${1:-/work/main/.venv/bin/python}"
+DEFAULT_PYTHON="$ROOT/.venv/bin/python"
+[[ -x "$DEFAULT_PYTHON" ]] || DEFAULT_PYTHON="python3"
+PYTHON="${1:-$DEFAULT_PYTHON}"
 NVCC="${NVCC:-nvcc}"
 CMAKE="${CMAKE:-cmake}"
 ARCHS="${GAPO_CHECK_ARCHS:-80 90a}"

@@ -36,20 +36,15 @@ from tests.strategies import ragged_batches, taus
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_SOURCE = ROOT / "csrc" / "cuda" / "host_emulation" / "emulate_kernels.cpp"
 
-# The fused kernel's size classes (launch_fused in csrc/cuda/advantage_cuda.cu), in order:
-# path p serves groups of up to CAPACITIES[p] rewards; path LARGE_PATH is the sorted-segment path.
+# The fused kernel's size classes (csrc/cuda/launch_plan.h), in order: path p serves groups of
+# up to CAPACITIES[p] rewards; LARGE_PATH is the sorted-segment path; PLANNED_PATH runs the op's
+# own launch plan (classify step, listed or direct launches, large path) in the emulation.
 CAPACITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LARGE_PATH = len(CAPACITIES)
+PLANNED_PATH = LARGE_PATH + 1
+EMULATED_DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 
 epsilons = st.sampled_from([1e-6, 0.0, 0.1])
-
-
-def default_path(max_size: int) -> int:
-    """The path the CUDA op picks for a batch whose largest group has max_size rewards."""
-    for path, capacity in enumerate(CAPACITIES):
-        if max_size <= capacity:
-            return path
-    return LARGE_PATH
 
 
 def max_group_size(offsets: np.ndarray) -> int:
@@ -73,16 +68,19 @@ def emulator(tmp_path_factory) -> Path:
 
 
 def emulate(exe, values, offsets, *, path, key_dtype, tau, baseline, scale, eps=1e-6, stride=1,
-            offsets_int64=True, want=3):
-    """(advantages, GroupStats of NumPy arrays) as the kernel bodies compute them."""
+            offsets_int64=True, want=3, hint=None):
+    """(advantages, GroupStats of NumPy arrays) as the kernel bodies compute them.
+
+    ``key_dtype`` is the storage type of the rewards (values must be exact in it); ``hint`` is
+    max_group_size for PLANNED_PATH (None: the plan from the exact sizes)."""
     values = np.asarray(values, dtype=np.float64)
     offsets = np.asarray(offsets, dtype=np.int64)
     n, groups = len(values), len(offsets) - 1
     storage = np.full(n * stride, np.nan)  # strided input: the gaps hold NaN, never read
     storage[::stride] = values
     header = np.array(
-        [key_dtype == torch.float64, path, BASELINES.index(baseline), SCALES.index(scale), n, groups, stride,
-         offsets_int64, want],
+        [EMULATED_DTYPES[key_dtype], path, BASELINES.index(baseline), SCALES.index(scale), n, groups, stride,
+         offsets_int64, want, -1 if hint is None else hint],
         dtype=np.int64,
     )
     payload = header.tobytes() + np.array([tau, eps]).tobytes() + storage.tobytes() + offsets.tobytes()
@@ -97,7 +95,27 @@ def emulate(exe, values, offsets, *, path, key_dtype, tau, baseline, scale, eps=
 
 
 def as_torch_stats(stats: GroupStats, dtype: torch.dtype) -> GroupStats:
-    return GroupStats(*(torch.from_numpy(np.array(c)).to(dtype) for c in stats[:-1]), torch.from_numpy(np.array(stats.count)))
+    stat_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    return GroupStats(*(torch.from_numpy(np.array(c)).to(stat_dtype) for c in stats[:-1]),
+                      torch.from_numpy(np.array(stats.count)))
+
+
+def check_emulated(exe, rewards: torch.Tensor, offsets, *, path, hint=None, eps=1e-6, stride=1, offsets_int64=True,
+                   **kw):
+    """Runs the emulation on ``rewards`` (its dtype is the storage type) and compares with the reference."""
+    advantages, stats = emulate(exe, rewards.double().numpy(), offsets, path=path, key_dtype=rewards.dtype, eps=eps,
+                                stride=stride, offsets_int64=offsets_int64, hint=hint, **kw)
+    assert_advantage_matches(torch.from_numpy(advantages.copy()).to(rewards.dtype), rewards, offsets, eps=eps, **kw)
+    assert_stats_match(as_torch_stats(stats, rewards.dtype), rewards, torch.as_tensor(offsets), **kw)
+    return advantages, stats
+
+
+def hint_value(kind: str, offsets: np.ndarray):
+    largest = max_group_size(offsets)
+    return {"none": None, "exact": largest, "loose": min(1024, 2 * largest + 3), "large": max(largest, 2048)}[kind]
+
+
+hints = st.sampled_from(["none", "exact", "loose", "large"])
 
 
 @pytest.mark.parametrize("baseline", BASELINES)
@@ -106,27 +124,26 @@ def as_torch_stats(stats: GroupStats, dtype: torch.dtype) -> GroupStats:
     tau=taus,
     scale=st.sampled_from(SCALES),
     eps=epsilons,
-    key_dtype=st.sampled_from([torch.float32, torch.float64]),
+    dtype=st.sampled_from(list(EMULATED_DTYPES)),
     stride=st.sampled_from([1, 1, 3]),
     offsets_int64=st.booleans(),
     data=st.data(),
 )
-def test_emulated_kernels_match_reference(emulator, baseline, batch, tau, scale, eps, key_dtype, stride,
+def test_emulated_kernels_match_reference(emulator, baseline, batch, tau, scale, eps, dtype, stride,
                                           offsets_int64, data):
     values, offsets = batch
-    rewards = torch.as_tensor(values).to(key_dtype)  # the values the kernel sees
-    # Any size class that holds the largest group (the op picks the smallest), or the large path.
+    rewards = torch.as_tensor(values).to(dtype)  # the values the kernel sees
+    # Any size class that holds the largest group, the large path for every group, or the op's
+    # own plan (with or without a max_group_size hint).
     largest = max_group_size(offsets)
-    path = data.draw(st.sampled_from([p for p, c in enumerate(CAPACITIES) if c >= largest] + [LARGE_PATH]),
-                     label="path")
-    kw = dict(tau=tau, baseline=baseline, scale=scale)
-    advantages, stats = emulate(emulator, rewards.double().numpy(), offsets, path=path, key_dtype=key_dtype,
-                                eps=eps, stride=stride, offsets_int64=offsets_int64, **kw)
-    assert_advantage_matches(torch.from_numpy(advantages.copy()).to(key_dtype), rewards, offsets, eps=eps, **kw)
-    assert_stats_match(as_torch_stats(stats, key_dtype), rewards, torch.as_tensor(offsets), **kw)
+    path = data.draw(st.sampled_from([p for p, c in enumerate(CAPACITIES) if c >= largest]
+                                     + [LARGE_PATH, PLANNED_PATH, PLANNED_PATH]), label="path")
+    hint = hint_value(data.draw(hints, label="hint"), offsets) if path == PLANNED_PATH else None
+    check_emulated(emulator, rewards, offsets, path=path, hint=hint, eps=eps, stride=stride,
+                   offsets_int64=offsets_int64, tau=tau, baseline=baseline, scale=scale)
 
 
-@pytest.mark.parametrize("path", range(len(CAPACITIES) + 1))
+@pytest.mark.parametrize("path", range(PLANNED_PATH + 1))
 def test_emulated_size_class_at_its_capacity(emulator, path):
     # Groups filling the class exactly, one short, tiny, empty and all-missing, with ties.
     capacity = CAPACITIES[path] if path < LARGE_PATH else 3000
@@ -136,14 +153,23 @@ def test_emulated_size_class_at_its_capacity(emulator, path):
     parts.append(np.array([np.nan, np.inf, -np.inf]))  # all missing
     values = np.concatenate(parts)
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])])
-    for key_dtype in (torch.float32, torch.float64):
-        rewards = torch.as_tensor(values).to(key_dtype)
+    # Every storage type; the block-sized classes (a thread per key slot in the emulation) with two.
+    for dtype in EMULATED_DTYPES if capacity <= 256 else (torch.float64, torch.bfloat16):
+        rewards = torch.as_tensor(values).to(dtype)
         for baseline in BASELINES:
-            kw = dict(tau=0.5, baseline=baseline, scale="rms")
-            advantages, stats = emulate(emulator, rewards.double().numpy(), offsets, path=path,
-                                        key_dtype=key_dtype, **kw)
-            assert_advantage_matches(torch.from_numpy(advantages.copy()).to(key_dtype), rewards, offsets, **kw)
-            assert_stats_match(as_torch_stats(stats, key_dtype), rewards, torch.as_tensor(offsets), **kw)
+            check_emulated(emulator, rewards, offsets, path=path, tau=0.5, baseline=baseline, scale="rms")
+
+
+def test_emulated_many_teams_per_block(emulator):
+    # 300 groups of 1..4 rewards: class 0 runs 128 teams per 256-thread block, each on its own
+    # slice of the block's buffer; 40 groups of 20 fill 32 teams per block of class 3.
+    rng = np.random.default_rng(12)
+    for sizes, path in (([int(s) for s in rng.integers(0, 5, size=300)], 0), ([20] * 40, 3)):
+        values = np.round(rng.normal(size=sum(sizes)), 2)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        for dtype in (torch.float32, torch.bfloat16):
+            rewards = torch.as_tensor(values).to(dtype)
+            check_emulated(emulator, rewards, offsets, path=path, tau=0.5, baseline="hdi_median", scale="rms")
 
 
 def test_emulated_large_groups_take_the_segment_path(emulator):
@@ -152,25 +178,82 @@ def test_emulated_large_groups_take_the_segment_path(emulator):
     values = np.concatenate([rng.exponential(0.3, size=s) ** 2 for s in sizes])
     values[rng.random(len(values)) < 0.02] = np.nan
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    for key_dtype in (torch.float32, torch.float64):
-        rewards = torch.as_tensor(values).to(key_dtype)
-        kw = dict(tau=0.5, baseline="hdi_median", scale="rms")
-        advantages, stats = emulate(emulator, rewards.double().numpy(), offsets, path=default_path(4096),
-                                    key_dtype=key_dtype, **kw)
-        assert_advantage_matches(torch.from_numpy(advantages.copy()).to(key_dtype), rewards, offsets, **kw)
-        assert_stats_match(as_torch_stats(stats, key_dtype), rewards, torch.as_tensor(offsets), **kw)
+    for dtype in (torch.float32, torch.float64):
+        rewards = torch.as_tensor(values).to(dtype)
+        for path, hint in ((LARGE_PATH, None), (PLANNED_PATH, None), (PLANNED_PATH, 4096), (PLANNED_PATH, 100_000)):
+            check_emulated(emulator, rewards, offsets, path=path, hint=hint, tau=0.5, baseline="hdi_median",
+                           scale="rms")
+
+
+def test_emulated_plan_mixes_small_and_large_groups(emulator):
+    # Many small groups, a few large ones: the small ones take the fused classes (direct or
+    # listed), only the large ones the segment path; with a cautious hint everything is listed.
+    rng = np.random.default_rng(13)
+    sizes = [16] * 200 + [2000] + [3, 0, 700] + [16] * 50 + [1500]
+    values = np.round(rng.normal(size=sum(sizes)), 3)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    rewards = torch.as_tensor(values).to(torch.float32)
+    for hint in (None, 2048, 5000):
+        check_emulated(emulator, rewards, offsets, path=PLANNED_PATH, hint=hint, tau=0.5, baseline="hdi_median",
+                       scale="rms")
 
 
 def test_emulated_group_beyond_the_hint_gets_nan_not_garbage(emulator):
-    # A max_group_size hint smaller than a group: that group's advantages are NaN (loud), the
-    # other groups are still right, and nothing outside the batch is touched.
-    values = np.array([1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    offsets = np.array([0, 3, 10])
-    advantages, _ = emulate(emulator, values, offsets, path=0, key_dtype=torch.float64, tau=0.5,
-                            baseline="hdi_median", scale="rms", want=1)
-    assert np.all(np.isnan(advantages[3:]))
-    expected = gapo_kernels.reference.advantage(values[:3], offsets[:2], tau=0.5)
-    np.testing.assert_allclose(advantages[:3], expected, rtol=1e-12)
+    # A max_group_size hint smaller than a group: that group's advantages are NaN (loud), even
+    # where the size class picked for the hint could hold it; other groups are still right.
+    for middle, hints in ((150, (3, 5, 64, 100, 149)), (3000, (2048, 2999))):  # direct, listed, large path
+        values = np.round(np.random.default_rng(middle).normal(size=3 + middle + 2), 3)
+        offsets = np.array([0, 3, 3 + middle, 5 + middle])
+        expected = gapo_kernels.reference.advantage(values, offsets, tau=0.5)
+        for hint in hints:
+            advantages, _ = emulate(emulator, values, offsets, path=PLANNED_PATH, hint=hint,
+                                    key_dtype=torch.float64, tau=0.5, baseline="hdi_median", scale="rms", want=1)
+            assert np.all(np.isnan(advantages[3:3 + middle])), hint
+            np.testing.assert_allclose(advantages[:3], expected[:3], rtol=1e-12)
+            np.testing.assert_allclose(advantages[3 + middle:], expected[3 + middle:], rtol=1e-12)
+
+
+@pytest.mark.parametrize("hint", [8, 2048])
+def test_emulated_rows_outside_the_offsets_are_written(emulator, hint):
+    # With a hint nothing checks the offsets: rows before offsets[0] and after offsets[G] get 0,
+    # never the poison the emulation fills the output with.
+    values = np.arange(10, dtype=np.float64)
+    for offsets in (np.array([2, 5, 8]), np.array([0, 3, 1, 2]), np.array([-4, 3, 99])):
+        advantages, _ = emulate(emulator, values, offsets, path=PLANNED_PATH, hint=hint, key_dtype=torch.float32,
+                                tau=0.5, baseline="hdi_median", scale="rms", want=1)
+        assert np.all(np.abs(advantages) < 1e6), (offsets, advantages)
+    advantages, _ = emulate(emulator, values, np.array([2, 5, 8]), path=PLANNED_PATH, hint=hint,
+                            key_dtype=torch.float32, tau=0.5, baseline="hdi_median", scale="rms", want=1)
+    np.testing.assert_array_equal(advantages[[0, 1, 8, 9]], 0.0)
+
+
+def test_emulated_overlapping_offsets_with_a_hint_never_leave_rows_unwritten(emulator):
+    # Offsets that go back make groups overlap: more large groups than N / 1025 can exist, so a
+    # list runs out of room. Numbers may be wrong (the contract was broken) but every row is
+    # written (NaN for a group left out), and nothing outside the batch is touched.
+    values = np.round(np.random.default_rng(14).normal(size=3000), 2)
+    offsets = np.array([0, 2000, 0, 2000, 0, 2000, 3000])
+    advantages, _ = emulate(emulator, values, offsets, path=PLANNED_PATH, hint=4096, key_dtype=torch.float32,
+                            tau=0.5, baseline="hdi_median", scale="rms", want=1)
+    assert np.all(np.isnan(advantages) | (np.abs(advantages) < 1e6))
+
+
+def test_emulated_signed_zeros_sort_as_one_value(emulator):
+    # -0.0 and +0.0 are the same reward: the same window and Q whatever their signs, and the
+    # window bounds the kernels report are +0.0.
+    rng = np.random.default_rng(15)
+    base = np.array([0.0] * 6 + [1.0, 2.0, -1.0, 0.5])
+    for path in (2, LARGE_PATH, PLANNED_PATH):
+        results = []
+        for _ in range(4):
+            signs = np.where(rng.random(len(base)) < 0.5, -1.0, 1.0)
+            values = np.where(base == 0.0, signs * 0.0, base)
+            offsets = np.array([0, len(values)])
+            advantages, stats = emulate(emulator, values, offsets, path=path, key_dtype=torch.float32, tau=0.5,
+                                        baseline="hdi_median", scale="rms")
+            assert not np.signbit(stats.hdi_low[0]) and not np.signbit(stats.hdi_high[0])
+            results.append((stats.hdi_low[0], stats.hdi_high[0], stats.baseline[0], np.abs(advantages).tolist()))
+        assert all(r == results[0] for r in results), results
 
 
 # --- on a GPU ----------------------------------------------------------------------------------
@@ -189,14 +272,6 @@ def gpu(test):
         reason="this build of gapo_kernels has no CUDA kernels",
     )(test)
     return CUDA(test)
-
-
-hints = st.sampled_from(["none", "exact", "loose", "large"])
-
-
-def hint_value(kind: str, offsets: np.ndarray):
-    largest = max_group_size(offsets)
-    return {"none": None, "exact": largest, "loose": min(1024, 2 * largest + 3), "large": max(largest, 2048)}[kind]
 
 
 @gpu
@@ -391,13 +466,71 @@ def test_cuda_without_hint_checks_offsets_values():
 
 @gpu
 def test_cuda_runs_on_the_current_stream():
-    # Work queued on a side stream must be ordered after that stream's earlier writes.
+    # The side stream sleeps before it writes the rewards: an op launched on any other stream
+    # would read the old (zero) rewards, long before the copy lands.
     rewards = torch.zeros(1 << 20, device="cuda")
     offsets = torch.arange(0, (1 << 20) + 1, 8, device="cuda")
+    fresh = torch.rand(1 << 20, device="cuda")
+    torch.cuda.synchronize()
     side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        rewards.copy_(torch.rand(1 << 20, device="cuda"))
+        torch.cuda._sleep(50_000_000)  # ~tens of milliseconds of GPU time on this stream
+        rewards.copy_(fresh)
         out = gapo_kernels.advantage(rewards, offsets, backend="cuda", max_group_size=8)
     torch.cuda.current_stream().wait_stream(side)
-    assert_advantage_matches(out, rewards, offsets.cpu().numpy())
+    torch.cuda.synchronize()
+    assert_advantage_matches(out, fresh, offsets.cpu().numpy())
+
+
+@gpu
+@pytest.mark.parametrize("hint", [None, 16, 100, 2048, 5000])
+def test_cuda_plans_small_and_large_groups_together(hint):
+    # Many small groups and a few large ones, under every kind of plan: direct, listed (a
+    # cautious hint), and the large path for the groups above 1024 only.
+    g = torch.Generator().manual_seed(30)
+    sizes = [16] * 3000 + [2000, 0, 3, 700, 1025] + [9] * 500 + [4096, 1]
+    rewards = torch.randn(sum(sizes), generator=g).cuda()
+    offsets = torch.tensor([0] + np.cumsum(sizes).tolist(), device="cuda")
+    out = gapo_kernels.advantage(rewards, offsets, backend="cuda", max_group_size=hint)
+    expected = gapo_kernels.reference.advantage(rewards.double().cpu().numpy(), offsets.cpu().numpy())
+    got = out.double().cpu().numpy()
+    bounds = offsets.cpu().numpy()
+    for i, size in enumerate(sizes):
+        rows = slice(bounds[i], bounds[i + 1])
+        if hint is not None and size > hint:
+            assert np.all(np.isnan(got[rows])), (i, size)
+        else:
+            np.testing.assert_allclose(got[rows], expected[rows], rtol=1e-5, atol=1e-5)
+
+
+@gpu
+@pytest.mark.parametrize("hint", [8, 2048])
+def test_cuda_rows_outside_the_offsets_are_written(hint):
+    rewards = torch.arange(10, dtype=torch.float32, device="cuda")
+    for _ in range(3):  # the caching allocator hands back memory holding the last results
+        out = gapo_kernels.advantage(rewards, torch.tensor([2, 5, 8], device="cuda"), backend="cuda",
+                                     max_group_size=hint)
+        assert torch.equal(out[[0, 1, 8, 9]].cpu(), torch.zeros(4))
+        torch.cuda.synchronize()
+        torch.full((10,), 777.0, device="cuda")  # a freed block full of 777 for the next round
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_signed_zeros_give_the_cpu_window_bit_for_bit(dtype):
+    g = torch.Generator().manual_seed(31)
+    base = torch.tensor([0.0] * 6 + [1.0, 2.0, -1.0, 0.5, 0.0, 3.0], dtype=dtype)
+    for size_class_sizes in ([12], [12] * 50 + [1500]):
+        values = torch.cat([base] * (sum(size_class_sizes) // 12) + [torch.zeros(sum(size_class_sizes) % 12,
+                                                                                  dtype=dtype)])
+        signs = torch.where(torch.rand(len(values), generator=g) < 0.5, -1.0, 1.0).to(dtype)
+        values = values * signs  # zeros of both signs
+        offsets = torch.tensor([0] + np.cumsum(size_class_sizes).tolist())
+        for baseline in BASELINES:
+            cpu = gapo_kernels.group_stats(values, offsets, baseline=baseline, backend="cpu")
+            cuda = gapo_kernels.group_stats(values.cuda(), offsets.cuda(), baseline=baseline, backend="cuda")
+            for name in ("hdi_low", "hdi_high", "min", "max", "count"):
+                a, b = getattr(cpu, name), getattr(cuda, name).cpu()
+                assert torch.equal(a, b), (name, a, b)
+                if a.is_floating_point():
+                    assert torch.equal(torch.signbit(a), torch.signbit(b)), name

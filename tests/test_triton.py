@@ -1,4 +1,4 @@
-"""The Triton backend (gapo_kernels/triton_backend.py) against the NumPy reference.
+"""The Triton backend (gapo_kernels/triton_backend.py, triton_kernels.py) against the NumPy reference.
 
 How these tests run
 -------------------
@@ -31,7 +31,7 @@ import triton.language as tl  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from gapo_kernels import reference, triton_backend  # noqa: E402
+from gapo_kernels import _checks, reference, triton_backend, triton_kernels  # noqa: E402
 
 from tests.oracle import assert_advantage_matches  # noqa: E402
 from tests.strategies import SPECIAL_TAUS, ragged_batches, taus  # noqa: E402
@@ -134,12 +134,14 @@ def _check(rewards, offsets, *, tau, baseline, scale, eps, max_group_size=None, 
     dtype=st.sampled_from([torch.float32, torch.float64]),
     index_dtype=st.sampled_from([torch.int32, torch.int64]),
     stride=st.sampled_from([1, 1, 3]),
-    hint=st.booleans(),
+    hint=st.sampled_from(["none", "exact", "cautious"]),
 )
 def test_tile_kernel_matches_reference(device, baseline, scale, batch, tau, eps, dtype, index_dtype, stride, hint):
     rewards, offsets = batch
     r, o = _as_tensors(rewards, offsets, device, dtype, index_dtype, stride)
-    max_group_size = int(np.diff(offsets).max(initial=0)) if hint else None
+    # No hint (exact sizes read back), the exact largest size, or a cautious 2048 (listed plan).
+    largest = int(np.diff(offsets).max(initial=0))
+    max_group_size = {"none": None, "exact": largest, "cautious": max(largest, 2048)}[hint]
     _check(r, o, tau=tau, baseline=baseline, scale=scale, eps=eps, max_group_size=max_group_size)
 
 
@@ -465,8 +467,9 @@ def test_public_dispatch(device):
 
 def test_kernels_compile_for_sm80_and_sm90_without_spills():
     """Builds the kernels for sm_80 and sm_90 with the ptxas that triton ships (no GPU needed),
-    in a subprocess without TRITON_INTERPRET, and checks that no build spills to local memory
-    beyond a few bytes (a long row once did, through tl.gather)."""
+    through scripts/triton_resource_usage.py in a subprocess without TRITON_INTERPRET, and
+    checks that no build spills to local memory beyond a few bytes (a long row once did,
+    through tl.gather). Without cuobjdump the register report is missing: skipped, saying so."""
     import json
     import subprocess
 
@@ -477,14 +480,198 @@ def test_kernels_compile_for_sm80_and_sm90_without_spills():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    script = (
-        "import json; from gapo_kernels import triton_backend as t; "
-        "print(json.dumps(t.compile_check(archs=(80, 90))))"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    script = os.path.join(root, "scripts", "triton_resource_usage.py")
+    done = subprocess.run([sys.executable, script, "--archs", "80,90"], capture_output=True, text=True, env=env,
+                          timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
-    builds = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(builds) == 12
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    builds, tool = lines[:-1], lines[-1]["cuobjdump"]
+    assert len(builds) == 14  # every configuration compiled for both archs
+    if tool is None:
+        pytest.skip("triton ships no cuobjdump here: the kernels compile, but registers and spills are unknown")
+    assert all("regs" in b and "stack" in b for b in builds), builds
     # A few bytes of stack can be a small local array; the tl.gather layout spilled ~22 KB.
-    spilled = [b for b in builds if b.get("stack", 0) > 64]
+    spilled = [b for b in builds if b["stack"] > 64]
     assert not spilled, spilled
+
+
+# ---------------------------------------------------------------------------------------------
+# One home for the codes, the launch plan, and what the kernels write
+# ---------------------------------------------------------------------------------------------
+
+
+def test_baseline_and_scale_codes_match_the_cpp_enums():
+    import re
+    from pathlib import Path
+
+    header = (Path(__file__).resolve().parents[1] / "csrc" / "gapo" / "group_logic.h").read_text()
+
+    def enum(name):
+        body = re.search(rf"enum class {name} : int32_t {{([^}}]*)}}", header).group(1)
+        return {k.strip(): int(v) for k, v in (item.split("=") for item in body.split(",") if "=" in item)}
+
+    cpp_baselines, cpp_scales = enum("Baseline"), enum("Scale")
+    camel = {"hdi_median": "HdiMedian", "hdi_mean": "HdiMean", "median": "Median", "mean": "Mean",
+             "rms": "Rms", "std": "Std", "none": "None"}
+    for name, code in zip(_checks.BASELINES, (triton_kernels.HDI_MEDIAN, triton_kernels.HDI_MEAN,
+                                              triton_kernels.MEDIAN, triton_kernels.MEAN)):
+        assert int(code.value) == _checks.BASELINES.index(name) == cpp_baselines[camel[name]]
+    for name, code in zip(_checks.SCALES, (triton_kernels.RMS, triton_kernels.STD, triton_kernels.NONE)):
+        assert int(code.value) == _checks.SCALES.index(name) == cpp_scales[camel[name]]
+
+
+def test_plan_one_large_group_leaves_the_small_ones_on_their_tile():
+    histogram = [0] * (triton_backend.LARGE + 1)
+    histogram[triton_backend.class_of_size(16)] = 65_536
+    histogram[triton_backend.LARGE] = 1
+    plan = triton_backend.plan_launch(65_537, 65_536 * 16 + 5_000, histogram=histogram)
+    assert plan.direct_block == 16 and not plan.listed
+    assert plan.skip_above == triton_backend.MAX_BLOCK and plan.sorted_groups == 65_537
+
+
+def test_plan_a_cautious_hint_lists_groups_by_size():
+    num_groups, num_rewards = 65_537, 65_536 * 16 + 5_000
+    plan = triton_backend.plan_launch(num_groups, num_rewards, hint=8192)
+    assert plan.listed and plan.direct_block is None and plan.size_limit == 8192
+    for c in range(triton_backend.LARGE + 1):
+        smallest = 1 if c == 0 else triton_backend.class_block(c - 1) + 1
+        assert plan.rooms[c] == min(num_groups, num_rewards // smallest)
+    assert plan.sorted_listed and plan.sorted_groups == num_rewards // (triton_backend.MAX_BLOCK + 1)
+    # Programs launched over all classes stay within a few per thousand rewards.
+    programs = sum(-(-plan.rooms[c] // triton_backend.rows_for(triton_backend.class_block(c)))
+                   for c in range(triton_backend.NUM_CLASSES))
+    assert programs < num_rewards // 50
+    small = triton_backend.plan_launch(num_groups, num_rewards, hint=16)
+    assert small.direct_block == 16 and not small.listed and small.size_limit == 16
+
+
+def test_plan_ragged_sizes_are_listed_when_one_tile_would_mostly_sort_padding():
+    histogram = [0] * (triton_backend.LARGE + 1)
+    histogram[triton_backend.class_of_size(16)] = 65_536
+    histogram[triton_backend.class_of_size(1000)] = 10
+    plan = triton_backend.plan_launch(65_546, 65_536 * 16 + 10_000, histogram=histogram)
+    assert plan.listed and plan.rooms[triton_backend.class_of_size(16)] == 65_536
+    assert triton_backend.plan_launch(3, 40, histogram=[3] + [0] * triton_backend.LARGE).direct_block == 4
+
+
+def test_rows_per_program_do_not_depend_on_the_batch():
+    assert [triton_backend.rows_for(triton_backend.class_block(c)) for c in range(triton_backend.NUM_CLASSES)] == [
+        256, 128, 64, 32, 16, 8, 4, 2, 1, 1, 1]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("hint", [None, 3, 40, 100, 2000, 9000])
+def test_hinted_plans_match_reference_and_nan_beyond_the_hint(device, hint):
+    rng = np.random.default_rng(20)
+    sizes = [16, 3, 0, 45, 1, 16, 300, 2, 16, 7]
+    values = np.round(rng.normal(size=sum(sizes)), 3)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    r, o = _as_tensors(values, offsets, device, torch.float32, torch.int64)
+    out = triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", 1e-6, hint).cpu().double().numpy()
+    expected = reference.advantage(values, offsets)
+    for g, size in enumerate(sizes):
+        rows = slice(offsets[g], offsets[g + 1])
+        if hint is not None and size > hint:
+            assert np.all(np.isnan(out[rows])), (g, size, hint)
+        else:
+            np.testing.assert_allclose(out[rows], expected[rows], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("hint", [8, 200])
+def test_bad_offsets_with_a_hint_write_every_row_and_stay_in_bounds(device, hint, monkeypatch):
+    # Nothing checks offsets values with a hint: whatever they are, no row is left as the
+    # output's uninitialised memory (poisoned here), rows outside [offsets[0], offsets[G]) are 0.
+    poison = 12345.0
+    monkeypatch.setattr(triton_backend, "_new_output", lambda r: torch.full_like(r, poison))
+    values = np.arange(10, dtype=np.float64)
+    for offsets in ([2, 5, 8], [0, 3, 1, 2], [-4, 3, 99], [0, 7, 3, 10], [5, 5]):
+        r, o = _as_tensors(values, np.array(offsets), device, torch.float32, torch.int64)
+        out = triton_backend._advantage_impl(r, o, 0.5, "hdi_median", "rms", 1e-6, hint).cpu().numpy()
+        assert not np.any(out == poison), (offsets, out)
+    r, o = _as_tensors(values, np.array([2, 5, 8]), device, torch.float32, torch.int64)
+    out = triton_backend._advantage_impl(r, o, 0.5, "hdi_median", "rms", 1e-6, hint).cpu().numpy()
+    np.testing.assert_array_equal(out[[0, 1, 8, 9]], 0.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bad_offsets_without_a_hint_are_reported(device):
+    r = torch.zeros(10, device=device)
+    for offsets, match in (([0, 4, 9], "end at the number of rewards"), ([1, 4, 10], "start at 0"),
+                           ([0, 6, 4, 10], r"offsets\[1\] > offsets\[2\]"), ([3], "start at 0")):
+        with pytest.raises(ValueError, match=match):
+            triton_backend.advantage(r, torch.tensor(offsets, device=device), 0.5, "hdi_median", "rms", 1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("force_sorted", [False, True])
+def test_signed_zeros_give_the_same_window_and_q(device, force_sorted):
+    rng = np.random.default_rng(21)
+    base = np.array([0.0] * 6 + [1.0, 2.0, -1.0, 0.5, 0.0, 3.0])
+    first = None
+    for _ in range(4):
+        values = np.where(base == 0.0, np.where(rng.random(len(base)) < 0.5, -0.0, 0.0), base)
+        r, o = _as_tensors(values, np.array([0, len(values)]), device, torch.float32, torch.int64)
+        out = triton_backend._advantage_impl(r, o, 0.5, "hdi_median", "rms", 0.0, force_sorted=force_sorted)
+        got = np.abs(out.cpu().numpy())
+        first = got if first is None else first
+        np.testing.assert_array_equal(got, first)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("force_sorted", [False, True])
+@pytest.mark.parametrize("baseline", BASELINES)
+def test_extreme_magnitudes_and_tiny_eps(device, force_sorted, baseline):
+    def run(values, offsets, scale="rms", eps=1e-6):
+        r, o = _as_tensors(np.array(values), np.array(offsets), device, torch.float64, torch.int64)
+        return triton_backend._advantage_impl(r, o, 0.5, baseline, scale, eps,
+                                              force_sorted=force_sorted).cpu().numpy()
+
+    # All equal at any magnitude and any eps >= 0: exactly 0.
+    for v in (1e-300, 0.1, 1e12 + 0.3, 1e308, -5e-324):
+        for eps in (0.0, 5e-324, 1e-6):
+            out = run([v] * 6 + [1.0, 1.0], [0, 6, 8], eps=eps)
+            np.testing.assert_array_equal(out, 0.0)
+    # Nothing overflows or underflows where the answer is representable.
+    # (A is scale-free with eps = 0: the same group at magnitude 1 is the expected value.)
+    for big in ([0.0, 1e155, 2e155], [1e308, 1e308, -1e308, 1.7e308], [3e-320, 5e-324, 0.0, 1e-321]):
+        unit = np.array(big) / np.abs(big).max()
+        expected = reference.advantage(unit, np.array([0, len(big)]), baseline=baseline, eps=0.0)
+        np.testing.assert_allclose(run(big, [0, len(big)], eps=0.0), expected, rtol=1e-12, atol=1e-12)
+    if baseline == "median":
+        np.testing.assert_allclose(run([0.0, 1e155, 2e155], [0, 3], eps=0.0), [-1.0, 0.0, 1.0], rtol=1e-12)
+    # A tiny eps is as safe as eps = 0: [1, 1 | 2] -> [0, 0, 2 / (1 + eps)].
+    np.testing.assert_allclose(run([1.0, 1.0, 2.0], [0, 2, 3], eps=5e-324), [0.0, 0.0, 2.0], rtol=1e-15)
+    # Scale invariance with eps = 0: powers of two from 2^-900 to 2^900 change nothing.
+    values = np.array([0.25, 1.5, -3.0, 7.0, 0.5, 2.0, 2.5])
+    reference_out = run(values, [0, 7], eps=0.0)
+    for k in (-900, -300, 300, 900):
+        np.testing.assert_allclose(run(values * 2.0**k, [0, 7], eps=0.0), reference_out, rtol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is visible")
+def test_batch_size_and_eps_do_not_recompile():
+    """ROWS depends on the tile only and the sizes, tau and eps are runtime values: a new batch
+    size or eps = 0 must not compile the tile kernel again (it would stall a training step and a
+    graph capture)."""
+    caches = getattr(triton_kernels.tile_kernel, "device_caches", None)
+    if caches is None:
+        pytest.skip("this triton exposes no JIT cache to count compiled kernels")
+
+    def compiled():
+        try:  # triton >= 3.2: per device (kernel cache, target, backend, binder)
+            return sum(len(entry[0]) for entry in caches.values())
+        except (TypeError, IndexError, KeyError):
+            pytest.skip("this triton's JIT cache has another layout")
+
+    def call(groups, eps):
+        o = torch.arange(0, 16 * groups + 1, 16, device="cuda")
+        r = torch.rand(16 * groups, device="cuda")
+        triton_backend.advantage(r, o, 0.5, "hdi_median", "rms", eps, 16)
+
+    call(3, 1e-6)
+    before = compiled()
+    for groups, eps in ((1, 0.0), (7, 1e-6), (100, 0.0), (1000, 1e-3), (4097, 1e-6)):
+        call(groups, eps)
+    assert compiled() == before

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "group_kernel.cuh"
 
@@ -53,9 +54,17 @@ struct WarpTeam {
 
   template <class V, class Op>
   __device__ __forceinline__ V allreduce(V v, Op op) {
+#if __CUDA_ARCH__ >= 800
+    // An integer sum (the count of finite rewards) in one redux instruction: same result.
+    if constexpr (std::is_same_v<V, int> && std::is_same_v<Op, SumOp>) {
+      return __reduce_add_sync(mask_, v);
+    } else
+#endif
+    {
 #pragma unroll
-    for (int m = 1; m < Threads; m <<= 1) v = op(v, shfl_xor(mask_, v, m));
-    return v;
+      for (int m = 1; m < Threads; m <<= 1) v = op(v, shfl_xor(mask_, v, m));
+      return v;
+    }
   }
 };
 

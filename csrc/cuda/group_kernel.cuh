@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "../gapo/group_logic.h"
+#include "launch_plan.h"
 
 #if defined(__CUDACC__)
 #define GAPO_TEAM_FN __device__ __forceinline__
@@ -50,34 +51,24 @@ struct FusedShape {
   static constexpr int kTeamsPerBlock = kBlockThreads / Threads;
 };
 
-// The fused kernel's size classes, smallest first (the design note of advantage_cuda.cu has
-// the table). The op launches the first class whose capacity holds the largest group; the
-// host emulation and tests/test_cuda.py index the same list.
-constexpr int kNumSizeClasses = 9;
-
+// The fused kernel's size classes, smallest first (class_threads / class_items in
+// launch_plan.h, which the launch plan, the host emulation and the tests share).
 template <class F>
 inline void with_size_class(int index, F&& f) {
   switch (index) {
-    case 0: return f(FusedShape<2, 2>{});
-    case 1: return f(FusedShape<2, 4>{});
-    case 2: return f(FusedShape<4, 4>{});
-    case 3: return f(FusedShape<8, 4>{});
-    case 4: return f(FusedShape<16, 4>{});
-    case 5: return f(FusedShape<32, 4>{});
-    case 6: return f(FusedShape<32, 8>{});
-    case 7: return f(FusedShape<64, 8>{});
-    default: return f(FusedShape<128, 8>{});
+    case 0: return f(FusedShape<class_threads(0), class_items(0)>{});
+    case 1: return f(FusedShape<class_threads(1), class_items(1)>{});
+    case 2: return f(FusedShape<class_threads(2), class_items(2)>{});
+    case 3: return f(FusedShape<class_threads(3), class_items(3)>{});
+    case 4: return f(FusedShape<class_threads(4), class_items(4)>{});
+    case 5: return f(FusedShape<class_threads(5), class_items(5)>{});
+    case 6: return f(FusedShape<class_threads(6), class_items(6)>{});
+    case 7: return f(FusedShape<class_threads(7), class_items(7)>{});
+    default: return f(FusedShape<class_threads(8), class_items(8)>{});
   }
 }
-
-constexpr int64_t kMaxFusedGroupSize = 1024;  // capacity of the last class
-
-// Index of the smallest class holding groups of max_size rewards (max_size <= 1024).
-inline int size_class_for(int64_t max_size) {
-  int index = 0;
-  for (int64_t capacity = 4; capacity < max_size && index < kNumSizeClasses - 1; capacity *= 2) ++index;
-  return index;
-}
+static_assert(kNumSizeClasses == 9 && class_capacity(kNumSizeClasses - 1) == kMaxFusedGroupSize,
+              "with_size_class lists every class of launch_plan.h");
 
 // Storage type <-> key/accumulator type. The CUDA file specialises this for __half and
 // __nv_bfloat16; float and double convert with a cast.
@@ -121,7 +112,16 @@ struct KernelArgs {
   int64_t num_rewards = 0;
   Params params{};
   StatsOut<Key> stats{};
-  // Large-group path only: keys sorted per segment, and the clamped segment bounds.
+  // Groups larger than this get NaN advantages (the max_group_size hint; kNoLimit without).
+  int64_t size_limit = kNoLimit;
+  // Direct launches: groups above kMaxFusedGroupSize are left to the large path, which runs
+  // after this launch (true only when the plan has one).
+  bool large_elsewhere = false;
+  // Listed launches: this launch's groups are list[0 .. min(*list_length, list_room)).
+  const int32_t* list = nullptr;
+  const int32_t* list_length = nullptr;
+  int64_t list_room = 0;
+  // Large path only: keys sorted per segment slot, and each slot's bounds (empty slots 0, 0).
   const Key* sorted_keys = nullptr;
   const int32_t* segment_begin = nullptr;
   const int32_t* segment_end = nullptr;
@@ -132,16 +132,50 @@ GAPO_TEAM_FN int64_t read_offset(const void* offsets, bool int64_offsets, int64_
   return int64_offsets ? static_cast<const int64_t*>(offsets)[i] : static_cast<const int32_t*>(offsets)[i];
 }
 
+GAPO_TEAM_FN int64_t clamp_offset(int64_t v, int64_t num_rewards) {
+  return v < 0 ? 0 : (v > num_rewards ? num_rewards : v);
+}
+
 // Group g's bounds, clamped to [0, N] and to begin <= end, so offsets that break the contract
-// (only checked with validate=True on CUDA) can give wrong numbers but never a wild access.
+// (not checked when max_group_size is given, unless validate=True) can give wrong numbers but
+// never a wild access.
 GAPO_TEAM_FN void group_bounds(const void* offsets, bool int64_offsets, int64_t g, int64_t num_rewards,
                                int64_t& begin, int64_t& end) {
-  int64_t b = read_offset(offsets, int64_offsets, g);
-  int64_t e = read_offset(offsets, int64_offsets, g + 1);
-  b = b < 0 ? 0 : (b > num_rewards ? num_rewards : b);
-  e = e < b ? b : (e > num_rewards ? num_rewards : e);
+  const int64_t b = clamp_offset(read_offset(offsets, int64_offsets, g), num_rewards);
+  const int64_t e = clamp_offset(read_offset(offsets, int64_offsets, g + 1), num_rewards);
   begin = b;
-  end = e;
+  end = e < b ? b : e;
+}
+
+// Rows no group covers get advantage 0, so the op never returns memory nothing wrote. With the
+// clamped bounds above, the groups cover every row of [offsets[0], offsets[G]) between them
+// (each upward step of the offsets is a group), so only the two ends can be left: [0,
+// offsets[0]) and [offsets[G], N), both empty for offsets the contract allows. The rows
+// first, first + step, ... of them are this thread's.
+template <class Scalar, class Key>
+GAPO_TEAM_FN void write_uncovered_ends(const KernelArgs<Scalar, Key>& a, int64_t first, int64_t step) {
+  if (a.out == nullptr) return;
+  const int64_t head = clamp_offset(read_offset(a.offsets, a.offsets_int64, 0), a.num_rewards);
+  const int64_t tail = clamp_offset(read_offset(a.offsets, a.offsets_int64, a.num_groups), a.num_rewards);
+  for (int64_t j = first; j < head; j += step) a.out[j] = ScalarIO<Scalar>::from(0.0);
+  for (int64_t j = tail + first; j < a.num_rewards; j += step) a.out[j] = ScalarIO<Scalar>::from(0.0);
+}
+
+// NaN advantages for rows [begin, end) of a group no kernel can compute (larger than the hint),
+// this thread's rows being first, first + step, ...
+template <class Scalar, class Key>
+GAPO_TEAM_FN void write_nan_rows(const KernelArgs<Scalar, Key>& a, int64_t begin, int64_t end, int64_t first,
+                                 int64_t step) {
+  if (a.out == nullptr) return;
+  for (int64_t j = begin + first; j < end; j += step) a.out[j] = ScalarIO<Scalar>::from(static_cast<double>(NAN));
+}
+
+// The key a sort sees for a reward: +inf for a missing one (it sorts last), and +0.0 for -0.0,
+// so the sorted order and the window are the same whatever the signs of zeros (a bitonic
+// network and CUB's radix sort would otherwise order -0.0 before +0.0 or keep input order).
+template <class Key>
+GAPO_TEAM_FN Key sort_key(Key v) {
+  return is_missing(v) ? key_infinity<Key>() : v + Key(0);
 }
 
 // --- reductions -----------------------------------------------------------------------------
@@ -348,21 +382,68 @@ GAPO_TEAM_FN void write_stats(const StatsOut<Out>& out, int64_t g, const GroupRe
   out.count[g] = r.n;
 }
 
+// This thread's sorted keys to dst (its slots of the team's buffer). On the GPU a row of 16
+// bytes or more is stored as 16-byte words: a warp's scalar stores with a stride of I words
+// would each be an I-way shared-memory bank conflict, the vector stores are conflict-free.
+template <int I, class Key>
+GAPO_TEAM_FN void store_keys(Key* dst, const Key (&keys)[I]) {
+#if defined(__CUDA_ARCH__)
+  if constexpr ((sizeof(Key) * I) % 16 == 0) {
+    GAPO_UNROLL
+    for (int w = 0; w < static_cast<int>(sizeof(Key) * I / 16); ++w) {
+      int4 word;
+      memcpy(&word, reinterpret_cast<const char*>(keys) + 16 * w, 16);
+      reinterpret_cast<int4*>(dst)[w] = word;
+    }
+  } else
+#endif
+  {
+    GAPO_UNROLL
+    for (int i = 0; i < I; ++i) dst[i] = keys[i];
+  }
+}
+
+// --- which group a team owns ------------------------------------------------------------------
+// Direct launches map team i to group i; listed launches read the group from their list.
+// -1: none (a padding team past the end), and the whole team returns at once.
+template <class Scalar, class Key>
+GAPO_TEAM_FN int64_t group_of_team(const KernelArgs<Scalar, Key>& a, int64_t team_index) {
+  if (a.list == nullptr) return team_index < a.num_groups ? team_index : -1;
+  const int64_t length = *a.list_length;
+  const int64_t filled = length < a.list_room ? length : a.list_room;
+  return team_index < filled ? static_cast<int64_t>(a.list[team_index]) : -1;
+}
+
 // --- fused path: load, sort, reduce, write, for one group of <= Capacity rewards ------------
 // Thread rank loads elements i * Threads + rank (coalesced across the team) and keeps them
-// for the write; the sort does not care which slot a key starts in. A group larger than the
-// capacity (a wrong max_group_size hint) gets NaN advantages: loud, never out of bounds.
+// for the write; the sort does not care which slot a key starts in. Empty groups and padding
+// teams return before any load. A group larger than the capacity or the hint gets NaN
+// advantages (loud, never out of bounds), unless the large path computes it after this launch.
+// Every early return is taken by the whole team, so no shuffle or barrier is left waiting.
 template <class Shape, class Scalar, class Key, class Team>
-GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int64_t g) {
+GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int64_t team_index) {
   constexpr int T = Shape::kThreads;
   constexpr int I = Shape::kItems;
   const int t = team.rank();
-  const bool active = g < a.num_groups;  // padding teams of the last block run, write nothing
-  int64_t begin = 0, end = 0;
-  if (active) group_bounds(a.offsets, a.offsets_int64, g, a.num_rewards, begin, end);
+  const int64_t g = group_of_team(a, team_index);
+  if (g < 0) return;
+  if (a.list == nullptr && g == 0) write_uncovered_ends(a, t, T);  // listed: the classify kernel
+  int64_t begin, end;
+  group_bounds(a.offsets, a.offsets_int64, g, a.num_rewards, begin, end);
   const int64_t size = end - begin;
-  const bool fits = size <= Shape::kCapacity;
-  const int64_t loaded = fits ? size : 0;
+  if (size == 0) {
+    if (a.stats.count != nullptr && t == 0) write_stats(a.stats, g, GroupResult<double>{}, static_cast<const Key*>(nullptr));
+    return;
+  }
+  if (size > Shape::kCapacity || size > a.size_limit) {
+    if (a.large_elsewhere && size > kMaxFusedGroupSize && size <= a.size_limit) return;
+    write_nan_rows(a, begin, end, t, T);
+    if (a.stats.count != nullptr && t == 0) {  // unreachable from group_stats, which reads the sizes
+      write_stats(a.stats, g, GroupResult<double>{}, static_cast<const Key*>(nullptr));
+      a.stats.count[g] = -1;
+    }
+    return;
+  }
 
   Key original[I];
   Key keys[I];
@@ -370,62 +451,99 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
   for (int i = 0; i < I; ++i) {
     const int64_t e = static_cast<int64_t>(i) * T + t;
     Key v = Key(0);
-    if (e < loaded) v = ScalarIO<Scalar>::template load<Key>(a.rewards, (begin + e) * a.stride);
+    if (e < size) v = ScalarIO<Scalar>::template load<Key>(a.rewards, (begin + e) * a.stride);
     original[i] = v;
-    keys[i] = (e < loaded && !is_missing(v)) ? v : key_infinity<Key>();
+    keys[i] = e < size ? sort_key(v) : key_infinity<Key>();
   }
 
   bitonic_sort<Shape>(team, keys);
   Key* buffer = team.buffer();
   team.sync();  // block teams: the last exchange's readers are done with the buffer
-  GAPO_UNROLL
-  for (int i = 0; i < I; ++i) buffer[t * I + i] = keys[i];
+  store_keys(buffer + t * I, keys);
   team.sync();
 
   const RegisterView<Shape, Key> view{buffer, keys, t};
   // Q, S and A in double, sums included: in float32, rounding Q alone can cost ~1e-4 of S for a
   // tight group far from 0, over the spec's 1e-5. The sort stays on Key; fp64 here is a few
   // operations per reward against a memory-bound kernel.
-  const GroupResult<double> r = reduce_group<double, double>(team, view, loaded, a.params);
+  const GroupResult<double> r = reduce_group<double, double>(team, view, size, a.params);
 
-  if (active && a.out != nullptr) {
-    if (fits) {
-      GAPO_UNROLL
-      for (int i = 0; i < I; ++i) {
-        const int64_t e = static_cast<int64_t>(i) * T + t;
-        if (e < size) {
-          a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<double>(original[i], r.baseline, r.inv_divisor));
-        }
+  if (a.out != nullptr) {
+    GAPO_UNROLL
+    for (int i = 0; i < I; ++i) {
+      const int64_t e = static_cast<int64_t>(i) * T + t;
+      if (e < size) {
+        a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<double>(original[i], r.baseline, r.inv_divisor));
       }
-    } else {
-      for (int64_t e = t; e < size; e += T) a.out[begin + e] = ScalarIO<Scalar>::from(static_cast<Key>(NAN));
     }
   }
-  if (active && a.stats.count != nullptr && t == 0) {
-    if (fits) {
-      write_stats(a.stats, g, r, buffer);
-    } else {  // unreachable from group_stats, which reads the true maximum size first
-      GroupResult<double> overflow;
-      write_stats(a.stats, g, overflow, buffer);
-      a.stats.count[g] = -1;
-    }
+  if (a.stats.count != nullptr && t == 0) write_stats(a.stats, g, r, buffer);
+}
+
+// --- listing groups by path (the classify step of a listed or large-path plan) -----------------
+struct ListArgs {
+  bool listed = false;  // fused classes are listed too (else only the large path is)
+  int top_path = kLargePath;
+  bool empty_groups_listed = false;
+  int64_t offset[kNumPaths] = {};  // path p's list is lists[offset[p] .. offset[p] + room[p])
+  int64_t room[kNumPaths] = {};
+  int32_t* lists = nullptr;
+  int32_t* lengths = nullptr;        // kNumPaths counters, zero before the classify step
+  int32_t* segment_begin = nullptr;  // large path: room[kLargePath] slots, zero before
+  int32_t* segment_end = nullptr;
+};
+
+// The path group g is listed on (-1: none), and its clamped bounds.
+template <class Scalar, class Key>
+GAPO_TEAM_FN int list_path_of(const KernelArgs<Scalar, Key>& a, const ListArgs& l, int64_t g, int64_t& begin,
+                              int64_t& end) {
+  group_bounds(a.offsets, a.offsets_int64, g, a.num_rewards, begin, end);
+  return listed_path(end - begin, l.listed, l.top_path, l.empty_groups_listed);
+}
+
+// Puts group g in slot `slot` of path p's list. A full list can only come from offsets that
+// break the contract (overlapping groups): that group's rows get NaN here instead.
+template <class Scalar, class Key>
+GAPO_TEAM_FN void record_in_list(const KernelArgs<Scalar, Key>& a, const ListArgs& l, int p, int64_t slot, int64_t g,
+                                 int64_t begin, int64_t end) {
+  if (slot >= l.room[p]) {
+    write_nan_rows(a, begin, end, 0, 1);
+    return;
+  }
+  l.lists[l.offset[p] + slot] = static_cast<int32_t>(g);
+  if (p == kLargePath) {
+    l.segment_begin[slot] = static_cast<int32_t>(begin);
+    l.segment_end[slot] = static_cast<int32_t>(end);
   }
 }
 
-// --- large path: one block per group over keys already sorted per segment -------------------
-// Step 1 for reward j: the key the segmented sort sees (missing -> +inf, sorting last).
+// --- large path: one block per listed group over keys already sorted per segment ------------
+// Step 1 for reward j: the key the segmented sort sees (missing -> +inf, -0.0 -> +0.0).
 template <class Scalar, class Key>
 GAPO_TEAM_FN Key segment_key(const KernelArgs<Scalar, Key>& a, int64_t j) {
-  const Key v = ScalarIO<Scalar>::template load<Key>(a.rewards, j * a.stride);
-  return is_missing(v) ? key_infinity<Key>() : v;
+  return sort_key(ScalarIO<Scalar>::template load<Key>(a.rewards, j * a.stride));
 }
 
-// Step 3, after the sort: reduce the sorted segment, write the advantages and statistics.
+// Step 1 for segment slot s: this thread's keys of the slot's segment (unused slots are empty).
+template <class Scalar, class Key>
+GAPO_TEAM_FN void prepare_segment(const KernelArgs<Scalar, Key>& a, Key* keys, int64_t slot, int64_t first,
+                                  int64_t step) {
+  const int64_t end = a.segment_end[slot];
+  for (int64_t j = a.segment_begin[slot] + first; j < end; j += step) keys[j] = segment_key(a, j);
+}
+
+// Step 3, after the sort: reduce slot s's sorted segment, write the advantages and statistics.
 template <int Threads, class Scalar, class Key, class Team>
-GAPO_TEAM_FN void large_group(Team& team, const KernelArgs<Scalar, Key>& a, int64_t g) {
+GAPO_TEAM_FN void large_group(Team& team, const KernelArgs<Scalar, Key>& a, int64_t slot) {
   const int t = team.rank();
-  const int64_t begin = a.segment_begin[g];
-  const int64_t size = a.segment_end[g] - begin;
+  const int64_t begin = a.segment_begin[slot];
+  const int64_t size = a.segment_end[slot] - begin;
+  if (size == 0) return;  // an unused slot: the whole block returns
+  const int64_t g = a.list[slot];
+  if (size > a.size_limit) {  // larger than the hint: NaN, as in the fused path
+    write_nan_rows(a, begin, begin + size, t, Threads);
+    return;
+  }
   const StridedView<Threads, Key> view{a.sorted_keys + begin, t};
   // Statistics in double, as in the fused path (thousands of terms per thread, too).
   const GroupResult<double> r = reduce_group<double, double>(team, view, size, a.params);

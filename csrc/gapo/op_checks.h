@@ -1,7 +1,9 @@
 // Host-side argument checks shared by the CPU and CUDA implementations of the gapo ops.
 // Every message names the argument and what was expected (../shared/SPEC.md, "Errors").
 // Checks that need the values of a device tensor are not here: the CPU kernel checks offsets
-// values itself, and CUDA leaves them to `validate=True` in Python so no kernel syncs.
+// values itself; the CUDA op checks them from the one read it makes without max_group_size
+// (check_offsets_summary in advantage_cuda.cu) and, given the hint, reads nothing: it clamps
+// every group's bounds on the device, and Python checks the values only with validate=True.
 #pragma once
 
 #include <torch/csrc/stable/tensor.h>

@@ -28,7 +28,9 @@ def _sorted_groups(rewards: torch.Tensor, offsets: torch.Tensor):
     offsets = offsets.to(torch.int64)
     sizes = offsets[1:] - offsets[:-1]
     num_groups = sizes.numel()
-    max_size = int(sizes.max()) if num_groups > 0 and num_rewards > 0 else 0  # the one host read
+    # The one host read. A zero appended, so no branch on the number of groups (under
+    # torch.compile it can be a data-dependent size).
+    max_size = int(torch.cat([sizes, sizes.new_zeros(1)]).max())
     group_of_row = torch.repeat_interleave(torch.arange(num_groups, device=device), sizes, output_size=num_rewards)
     column_of_row = torch.arange(num_rewards, device=device) - offsets[:-1][group_of_row]
 

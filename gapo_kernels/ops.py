@@ -263,8 +263,8 @@ def advantage(
         raise ValueError(f"max_group_size must be a non-negative int or None, got {max_group_size!r}")
     # The C++ CPU kernel checks offsets values itself; elsewhere it is a host read on CUDA.
     check_values = name != "cpu" and (rewards.device.type == "cpu" or validate)
-    # Advantages are constants to the policy loss: no backend's output requires grad.
-    rewards = rewards.detach()
+    if rewards.requires_grad:  # advantages are constants to the policy loss: no output requires grad
+        rewards = rewards.detach()
 
     if offsets is not None:
         _check_offsets(offsets, rewards, check_values)
@@ -303,7 +303,8 @@ def group_stats(
     _checks.check_grouping_choice(offsets, group_ids)
     _check_rewards(rewards)
     name = _resolve_backend(backend, rewards.device)
-    rewards = rewards.detach()  # statistics are for logging: no output requires grad
+    if rewards.requires_grad:  # statistics are for logging: no output requires grad
+        rewards = rewards.detach()
     if offsets is None:
         _check_group_ids(group_ids, rewards)
         if rewards.device.type == "meta":

@@ -16,6 +16,7 @@ reference   the NumPy oracle, any device (copies to the host)
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import os
 
 import numpy as np
@@ -258,9 +259,10 @@ def advantage(
     _checks.check_grouping_choice(offsets, group_ids)
     _check_rewards(rewards)
     name = _resolve_backend(backend, rewards.device)
-    if max_group_size is not None and (isinstance(max_group_size, bool) or not isinstance(max_group_size, int)
-                                       or max_group_size < 0):
-        raise ValueError(f"max_group_size must be a non-negative int or None, got {max_group_size!r}")
+    if max_group_size is not None:
+        if isinstance(max_group_size, bool) or not isinstance(max_group_size, numbers.Integral) or max_group_size < 0:
+            raise ValueError(f"max_group_size must be a non-negative int or None, got {max_group_size!r}")
+        max_group_size = int(max_group_size)  # NumPy integers too
     # The C++ CPU kernel checks offsets values itself; elsewhere it is a host read on CUDA.
     check_values = name != "cpu" and (rewards.device.type == "cpu" or validate)
     if rewards.requires_grad:  # advantages are constants to the policy loss: no output requires grad

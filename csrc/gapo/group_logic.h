@@ -300,6 +300,7 @@ GAPO_HOST_DEVICE double advantage_of(T reward, const AdvantageMap& map) {
 
 // Stats of a group from its n >= 0 finite keys, sorted ascending, and the map its advantages
 // follow (for p.eps). The conventions for singletons, all-equal and empty groups live here.
+// With a map requested, st.mean is NaN where neither Q nor S needs it.
 template <class Acc, class T>
 GAPO_HOST_DEVICE GroupStats<Acc> group_stats_of_sorted(const T* sorted, int64_t n, const Params& p,
                                                        AdvantageMap* map = nullptr) {
@@ -331,7 +332,10 @@ GAPO_HOST_DEVICE GroupStats<Acc> group_stats_of_sorted(const T* sorted, int64_t 
     return st;
   }
   const GroupScaling g = group_scaling(st.min, st.max);
-  const double mean = scaled_mean(sorted, 0, n, g.down);
+  // The advantage path (a map wanted) skips the mean unless Q or S is taken from it: a pass
+  // over the group that the default GAPO (hdi_median, rms) does not need.
+  const bool need_mean = map == nullptr || p.baseline == Baseline::Mean || p.scale == Scale::Std;
+  const double mean = need_mean ? scaled_mean(sorted, 0, n, g.down) : static_cast<double>(NAN);
   const double window_mean = p.baseline == Baseline::HdiMean ? scaled_mean(sorted, start, start + k, g.down) : 0.0;
   const double baseline = baseline_from_sorted(p.baseline, sorted, n, k, start, g.down, mean, window_mean);
   double s = 1.0;

@@ -16,6 +16,7 @@ reference   the NumPy oracle, any device (copies to the host)
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import os
 
 import numpy as np
@@ -33,22 +34,32 @@ except ImportError as error:  # a source checkout that was never built
 BACKENDS = ("auto", "cpu", "cuda", "triton", "torch", "reference")
 REWARD_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 INDEX_DTYPES = (torch.int32, torch.int64)
-INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                  torch.uint16, torch.uint32, torch.uint64)
 
 
-# --- fake kernels: shapes and dtypes only, for torch.compile and opcheck ---------------------
+# --- fake kernels: shapes and dtypes only, for torch.compile, opcheck and meta tensors --------
+# The dispatcher runs these whenever any argument is on the meta device, so they make the
+# raw ops' own argument checks (a CPU rewards tensor with meta offsets must fail, not return
+# an uninitialised CPU tensor).
 if _C is not None:
 
     @torch.library.register_fake("gapo::advantage")
     def _advantage_fake(rewards, offsets, tau, baseline, scale, eps, max_group_size=None):
+        _check_rewards(rewards)
+        _check_offsets(offsets, rewards, check_values=False)
         return rewards.new_empty(rewards.shape)
 
     @torch.library.register_fake("gapo::advantage_by_ids")
     def _advantage_by_ids_fake(rewards, group_ids, tau, baseline, scale, eps):
+        _check_rewards(rewards)
+        _check_group_ids(group_ids, rewards)
         return rewards.new_empty(rewards.shape)
 
     @torch.library.register_fake("gapo::group_stats")
     def _group_stats_fake(rewards, offsets, tau, baseline, scale):
+        _check_rewards(rewards)
+        _check_offsets(offsets, rewards, check_values=False)
         num_groups = offsets.shape[0] - 1
         stat_dtype = torch.float64 if rewards.dtype == torch.float64 else torch.float32
         floats = tuple(rewards.new_empty((num_groups,), dtype=stat_dtype) for _ in range(7))
@@ -56,10 +67,11 @@ if _C is not None:
 
     @torch.library.register_fake("gapo::group_rows_by_ids")
     def _group_rows_by_ids_fake(group_ids):
+        _check_group_ids_tensor(group_ids)
         num_groups = torch.library.get_ctx().new_dynamic_size()
         order = group_ids.new_empty(group_ids.shape, dtype=torch.int64)
         offsets = group_ids.new_empty((num_groups + 1,), dtype=torch.int64)
-        return order, offsets, group_ids.new_empty((num_groups,), dtype=torch.int64)
+        return order, offsets, group_ids.new_empty((num_groups,))
 
 
 # --- what this install can run ----------------------------------------------------------------
@@ -143,18 +155,36 @@ def _check_offsets(offsets, rewards: torch.Tensor, check_values: bool) -> None:
         )
 
 
-def _check_group_ids(group_ids, rewards: torch.Tensor) -> torch.Tensor:
+def _check_group_ids_tensor(group_ids) -> None:
     if not isinstance(group_ids, torch.Tensor):
         raise TypeError(f"group_ids must be a torch.Tensor of integer ids, got {type(group_ids).__name__}")
-    if group_ids.dim() != 1 or group_ids.numel() != rewards.numel():
-        raise ValueError(
-            f"group_ids must be 1-D with one id per reward ({rewards.numel()}), got shape {tuple(group_ids.shape)}"
-        )
+    if group_ids.dim() != 1:
+        raise ValueError(f"group_ids must be 1-D, got shape {tuple(group_ids.shape)}")
     if group_ids.dtype not in INTEGER_DTYPES:
         raise TypeError(f"group_ids must hold integer ids, got {group_ids.dtype}")
+
+
+def _check_group_ids(group_ids, rewards: torch.Tensor) -> None:
+    _check_group_ids_tensor(group_ids)
+    if group_ids.numel() != rewards.numel():
+        raise ValueError(
+            f"group_ids must have one id per reward ({rewards.numel()}), got shape {tuple(group_ids.shape)}"
+        )
     if group_ids.device != rewards.device:
         raise ValueError(f"group_ids must be on the same device as rewards ({rewards.device}), got {group_ids.device}")
-    return group_ids if group_ids.dtype in INDEX_DTYPES else group_ids.to(torch.int64)
+
+
+def _ids_in_order(group_ids: torch.Tensor) -> torch.Tensor:
+    """int32/int64 ids with the order of group_ids, for the backends that sort ids in torch.
+
+    uint64 ids flip their top bit (ids >= 2^63 stay above the rest), as the C++ grouping does;
+    narrower types convert exactly.
+    """
+    if group_ids.dtype in INDEX_DTYPES:
+        return group_ids
+    if group_ids.dtype == torch.uint64:
+        return group_ids.view(torch.int64) ^ torch.iinfo(torch.int64).min
+    return group_ids.to(torch.int64)
 
 
 def _rows_grouped_by_id(group_ids: torch.Tensor, exact_groups: bool):
@@ -189,23 +219,8 @@ def _triton_advantage(rewards, offsets, tau, baseline, scale, eps, max_group_siz
     return triton_backend.advantage(rewards, offsets, tau, baseline, scale, eps, max_group_size)
 
 
-def _call_op(op, *args):
-    """Call a compiled op, re-raising its argument errors as ValueError with the plain message.
-
-    The C++ checks (the only ones on the hot CPU path: offsets values are checked in the kernel,
-    for free) raise RuntimeError("<where>, gapo: <message>") through the stable ABI.
-    """
-    try:
-        return op(*args)
-    except RuntimeError as error:
-        text = str(error)
-        if "gapo: " not in text:
-            raise
-        raise ValueError(text.split("gapo: ", 1)[1].splitlines()[0]) from None
-
-
 def _compiled_advantage(rewards, offsets, tau, baseline, scale, eps, max_group_size=None):
-    return _call_op(torch.ops.gapo.advantage, rewards, offsets, tau, baseline, scale, eps, max_group_size)
+    return torch.ops.gapo.advantage(rewards, offsets, tau, baseline, scale, eps, max_group_size)
 
 
 _ADVANTAGE = {
@@ -244,20 +259,27 @@ def advantage(
     _checks.check_grouping_choice(offsets, group_ids)
     _check_rewards(rewards)
     name = _resolve_backend(backend, rewards.device)
-    if max_group_size is not None and (isinstance(max_group_size, bool) or not isinstance(max_group_size, int)
-                                       or max_group_size < 0):
-        raise ValueError(f"max_group_size must be a non-negative int or None, got {max_group_size!r}")
+    if max_group_size is not None:
+        if isinstance(max_group_size, bool) or not isinstance(max_group_size, numbers.Integral) or max_group_size < 0:
+            raise ValueError(f"max_group_size must be a non-negative int or None, got {max_group_size!r}")
+        max_group_size = int(max_group_size)  # NumPy integers too
     # The C++ CPU kernel checks offsets values itself; elsewhere it is a host read on CUDA.
     check_values = name != "cpu" and (rewards.device.type == "cpu" or validate)
+    if rewards.requires_grad:  # advantages are constants to the policy loss: no output requires grad
+        rewards = rewards.detach()
 
     if offsets is not None:
         _check_offsets(offsets, rewards, check_values)
+        if rewards.device.type == "meta":  # shape-only, what meta tensors are for
+            return torch.empty_like(rewards)
         return _ADVANTAGE[name](rewards, offsets, float(tau), baseline, scale, float(eps), max_group_size)
 
-    ids = _check_group_ids(group_ids, rewards)
+    _check_group_ids(group_ids, rewards)
+    if rewards.device.type == "meta":
+        return torch.empty_like(rewards)
     if name == "cpu":
-        return _call_op(torch.ops.gapo.advantage_by_ids, rewards, ids, float(tau), baseline, scale, float(eps))
-    order, offsets = _rows_grouped_by_id(ids, exact_groups=name != "cuda")
+        return torch.ops.gapo.advantage_by_ids(rewards, group_ids, float(tau), baseline, scale, float(eps))
+    order, offsets = _rows_grouped_by_id(_ids_in_order(group_ids), exact_groups=name != "cuda")
     grouped = _ADVANTAGE[name](rewards[order], offsets, float(tau), baseline, scale, float(eps), max_group_size)
     return torch.empty_like(grouped).index_copy_(0, order, grouped)
 
@@ -283,18 +305,25 @@ def group_stats(
     _checks.check_grouping_choice(offsets, group_ids)
     _check_rewards(rewards)
     name = _resolve_backend(backend, rewards.device)
+    if rewards.requires_grad:  # statistics are for logging: no output requires grad
+        rewards = rewards.detach()
     if offsets is None:
-        ids = _check_group_ids(group_ids, rewards)
+        _check_group_ids(group_ids, rewards)
+        if rewards.device.type == "meta":
+            raise ValueError("rewards on the meta device have no values: the number of groups of group_ids "
+                             "is unknown (pass offsets for a shape-only result)")
         if name == "cpu":
-            order, offsets, _ = torch.ops.gapo.group_rows_by_ids(ids)
+            order, offsets, _ = torch.ops.gapo.group_rows_by_ids(group_ids)
         else:
-            order, offsets = _rows_grouped_by_id(ids, exact_groups=True)
+            order, offsets = _rows_grouped_by_id(_ids_in_order(group_ids), exact_groups=True)
         rewards = rewards[order]
     else:
         _check_offsets(offsets, rewards, name != "cpu" and rewards.device.type == "cpu")
+        if rewards.device.type == "meta":  # shape-only: the compiled op's fake kernel
+            return GroupStats(*_group_stats_fake(rewards, offsets, tau, baseline, scale))
 
     if name in ("cpu", "cuda"):
-        return GroupStats(*_call_op(torch.ops.gapo.group_stats, rewards, offsets, float(tau), baseline, scale))
+        return GroupStats(*torch.ops.gapo.group_stats(rewards, offsets, float(tau), baseline, scale))
     if name == "reference":
         values = rewards.detach().to("cpu", torch.float64).numpy()
         stats = reference.group_stats(values, offsets.cpu().numpy(), tau=tau, baseline=baseline, scale=scale)

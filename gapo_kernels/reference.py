@@ -1,13 +1,15 @@
 """NumPy reference implementation of ``../shared/SPEC.md``: the oracle for every backend.
 
 Written for clarity, not speed: one group at a time, float64 throughout, exactly-rounded sums
-(``math.fsum``). Every other backend is tested against this module, and it also serves
+(``math.fsum``), and the numerics rule of csrc/gapo/group_logic.h (power-of-two scaling of each
+group, all-equal groups give exactly 0, -0.0 counts as +0.0). Every other backend is tested against this module, and it also serves
 ``gapo_kernels.advantage(..., backend="reference")``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,57 +35,103 @@ def hdi_start(sorted_values: np.ndarray, k: int) -> int:
     return best_start
 
 
+# The numerics rule of csrc/gapo/group_logic.h (its header has the reasoning): every group is
+# worked on as x = r * 2^-e, e the frexp exponent of its largest |r| clamped to [-1021, 1022],
+# so nothing overflows or underflows and advantages are invariant under r -> r * 2^k.
+_MIN_EXPONENT, _MAX_EXPONENT = -1021, 1022
+# Above this scaled eps a group is so tiny next to eps that A is computed unscaled.
+_LARGEST_SCALED_EPS = 1e300
+
+
+def _group_exponent(lo: float, hi: float) -> int:
+    return min(max(math.frexp(max(abs(lo), abs(hi)))[1], _MIN_EXPONENT), _MAX_EXPONENT)
+
+
+def _times_pow2(value: float, exponent: int) -> float:
+    with np.errstate(over="ignore"):  # beyond the double range is +inf, as in every backend
+        return float(np.ldexp(value, exponent))
+
+
+def _unsigned_zero(value) -> float:
+    """-0.0 as +0.0: no reported statistic depends on the sign of a zero reward."""
+    return float(value) + 0.0
+
+
 def _median_of_sorted(window: np.ndarray) -> float:
     k = len(window)
     if k % 2 == 1:
-        return float(window[k // 2])
-    return (float(window[k // 2 - 1]) + float(window[k // 2])) / 2.0
+        return _unsigned_zero(window[k // 2])
+    return _unsigned_zero((float(window[k // 2 - 1]) + float(window[k // 2])) / 2.0)
 
 
-def _stats_of_group(values: np.ndarray, tau: float, baseline: str, scale: str) -> tuple:
-    """(Q, S, hdi_low, hdi_high, mean, min, max, n) for one group's raw rewards (float64)."""
+class _Group(NamedTuple):
+    """One group's statistics: the reported ones and the scaled ones the advantages use."""
+
+    stats: tuple  # (Q, S, hdi_low, hdi_high, mean, min, max, n)
+    kind: str  # "empty", "singleton", "equal" (all rewards equal) or "spread"
+    exponent: int = 0  # e: x = r * 2^-e
+    scaled_baseline: float = 0.0  # Q'
+    scaled_scale: float = 1.0  # S'
+
+
+def _group_of(values: np.ndarray, tau: float, baseline: str, scale: str) -> _Group:
+    """The statistics of one group's raw rewards (float64)."""
     finite = np.sort(values[np.isfinite(values)])
     n = len(finite)
     if n == 0:
         nan = math.nan
-        return nan, nan, nan, nan, nan, nan, nan, 0
-    mean = math.fsum(finite) / n
+        return _Group((nan, nan, nan, nan, nan, nan, nan, 0), "empty")
     k = window_size(n, tau)
     start = hdi_start(finite, k)
-    window = finite[start : start + k]
-    lo, hi = float(window[0]), float(window[-1])
+    lo, hi = _unsigned_zero(finite[start]), _unsigned_zero(finite[start + k - 1])
+    smallest, largest = _unsigned_zero(finite[0]), _unsigned_zero(finite[-1])
     if n == 1:
         # verl's GRPO convention for a lone rollout: Q = 0, S = 1.
-        return 0.0, 1.0, lo, hi, mean, lo, hi, 1
+        return _Group((0.0, 1.0, lo, hi, smallest, smallest, largest, 1), "singleton")
+    if smallest == largest:
+        # All equal: Q and the mean are that value, S = 0, every A is exactly 0.
+        s = 1.0 if scale == "none" else 0.0
+        return _Group((smallest, s, lo, hi, smallest, smallest, largest, n), "equal")
 
+    e = _group_exponent(smallest, largest)
+    x = np.ldexp(finite, -e)
+    mean = math.fsum(x) / n
+    window = x[start : start + k]
     if baseline == "hdi_median":
         q = _median_of_sorted(window)
     elif baseline == "hdi_mean":
         q = math.fsum(window) / k
     elif baseline == "median":
-        q = _median_of_sorted(finite)
+        q = _median_of_sorted(x)
     else:  # "mean"
         q = mean
 
-    if scale == "rms":
-        s = math.sqrt(math.fsum((finite - q) ** 2) / (n - 1))
-    elif scale == "std":
-        s = math.sqrt(math.fsum((finite - mean) ** 2) / (n - 1))
-    else:  # "none"
+    if scale == "none":
         s = 1.0
-    return q, s, lo, hi, mean, float(finite[0]), float(finite[-1]), n
+    else:
+        center = mean if scale == "std" else q
+        s = math.sqrt(math.fsum((x - center) ** 2) / (n - 1))
+    reported_s = 1.0 if scale == "none" else _times_pow2(s, e)
+    stats = (_times_pow2(q, e), reported_s, lo, hi, _times_pow2(mean, e), smallest, largest, n)
+    return _Group(stats, "spread", e, q, s)
 
 
-def _advantages_of_group(values: np.ndarray, q: float, s: float, scale: str, eps: float) -> np.ndarray:
+def _advantages_of_group(values: np.ndarray, group: _Group, scale: str, eps: float) -> np.ndarray:
     out = np.zeros(len(values), dtype=np.float64)
     finite = np.isfinite(values)
-    if scale == "none":
-        out[finite] = values[finite] - q
-        return out
-    denominator = s + eps
-    if denominator > 0:
-        out[finite] = (values[finite] - q) / denominator
-    # denominator == 0 only when every reward equals Q and eps == 0: A = 0, as the spec says.
+    r = values[finite]
+    if group.kind == "singleton":
+        out[finite] = r if scale == "none" else r / (1.0 + eps)
+    elif group.kind == "spread":
+        q, s = group.stats[0], group.stats[1]
+        scaled_eps = _times_pow2(eps, -group.exponent)
+        if scale == "none":
+            out[finite] = r - q
+        elif scaled_eps <= _LARGEST_SCALED_EPS:
+            out[finite] = (np.ldexp(r, -group.exponent) - group.scaled_baseline) / (group.scaled_scale + scaled_eps)
+        else:
+            out[finite] = (r - q) / (s + eps)
+    # "empty" and "equal": every advantage is 0.
     return out
 
 
@@ -137,8 +185,7 @@ def advantage(rewards, offsets=None, *, group_ids=None, tau=0.5, baseline="hdi_m
     out = np.zeros(len(rewards), dtype=np.float64)
     for rows in groups:
         group = values[rows]
-        q, s, *_ = _stats_of_group(group, tau, baseline, scale)
-        out[rows] = _advantages_of_group(group, q, s, scale, eps)
+        out[rows] = _advantages_of_group(group, _group_of(group, tau, baseline, scale), scale, eps)
     return out.astype(rewards.dtype)
 
 
@@ -152,7 +199,7 @@ def group_stats(rewards, offsets=None, *, group_ids=None, tau=0.5, baseline="hdi
     check_hyperparameters(tau, baseline, scale, eps)
     groups, _ = _group_index_lists(len(rewards), offsets, group_ids)
     values = rewards.astype(np.float64)
-    rows = [_stats_of_group(values[r], tau, baseline, scale) for r in groups]
+    rows = [_group_of(values[r], tau, baseline, scale).stats for r in groups]
     columns = list(zip(*rows)) if rows else [()] * len(GroupStats._fields)
     arrays = [np.asarray(c, dtype=np.float64) for c in columns[:-1]]
     arrays.append(np.asarray(columns[-1], dtype=np.int64))

@@ -68,6 +68,27 @@ def test_torch_compile_fullgraph_through_public_api(backend):
     assert_advantage_matches(compiled(rewards2, offsets2) - 1.0, rewards2 * 2.0, offsets2.numpy())
 
 
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("grouping", ["offsets", "group_ids"])
+def test_torch_compile_fullgraph_dynamic(backend, grouping):
+    # dynamic=True traces tau and eps as symbolic floats and sizes as symbols: the argument
+    # checks must be plain comparisons, and the fake kernels must accept symbolic shapes.
+    def step(r, groups, tau, eps):
+        kwargs = {grouping: groups}
+        return gapo_kernels.advantage(r, tau=tau, eps=eps, backend=backend, **kwargs)
+
+    compiled = torch.compile(step, fullgraph=True, dynamic=True, backend="aot_eager")
+    for size, num_groups in ((48, 3), (80, 5)):
+        rewards = torch.randn(size, generator=torch.Generator().manual_seed(size))
+        offsets = torch.arange(0, size + 1, size // num_groups)
+        groups = offsets if grouping == "offsets" else torch.arange(size) % num_groups
+        out = compiled(rewards, groups, 0.25, 1e-3)
+        if grouping == "offsets":
+            assert_advantage_matches(out, rewards, offsets.numpy(), tau=0.25, eps=1e-3)
+        else:
+            assert_advantage_matches(out, rewards, group_ids=groups.numpy(), tau=0.25, eps=1e-3)
+
+
 def test_build_info_reports_the_compiled_backends():
     info = gapo_kernels.build_info()
     assert info["version"] == gapo_kernels.__version__

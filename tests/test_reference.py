@@ -108,3 +108,36 @@ def test_group_ids_match_offsets_in_input_order():
     by_ids = reference.advantage(rewards, group_ids=np.array([7, 9, 7, 9, 7]))
     by_offsets = reference.advantage(rewards[[0, 2, 4, 1, 3]], [0, 3, 5])
     np.testing.assert_array_equal(by_ids[[0, 2, 4, 1, 3]], by_offsets)
+
+
+def test_equal_groups_report_their_value_and_zero_scale():
+    # Rounding the mean of six 0.1s leaves 0.1; the residue must never become S.
+    stats = reference.group_stats(np.full(6, 0.1), [0, 6], baseline="mean")
+    assert (stats.baseline[0], stats.mean[0], stats.scale[0]) == (0.1, 0.1, 0.0)
+    assert reference.group_stats(np.full(3, 7.0), [0, 3], scale="none").scale[0] == 1.0
+    np.testing.assert_array_equal(adv(np.full(5, 1e12 + 0.3), baseline="mean", eps=0.0), 0.0)
+    np.testing.assert_array_equal(adv([-0.0, 0.0, -0.0], eps=5e-324), 0.0)
+
+
+def test_statistics_are_computed_on_scaled_rewards():
+    # 1e308 * 4 overflows a plain sum; the scaled sum does not.
+    stats = reference.group_stats(np.array([1e308, 1e308, 1e308, 9e307]), [0, 4], baseline="mean")
+    assert stats.mean[0] == pytest.approx(0.975e308, rel=1e-15)
+    assert math.isfinite(stats.scale[0])
+    # Squares of 1e-200 underflow to 0 unscaled; scaled, S keeps every digit.
+    tiny = np.array([0.0, 1e-200, 2e-200])
+    np.testing.assert_allclose(reference.group_stats(tiny, [0, 3], baseline="mean").scale, [1e-200], rtol=1e-15)
+    np.testing.assert_allclose(adv(tiny, baseline="mean", eps=0.0), [-1.0, 0.0, 1.0], rtol=1e-15)
+
+
+def test_tiny_eps_and_tiny_groups_with_a_large_eps():
+    np.testing.assert_array_equal(adv([1.0, 1.0, 2.0], [0, 2, 3], eps=5e-324), [0.0, 0.0, 2.0])
+    out = adv([5e-324, 1e-323, 1.5e-323], eps=1.0)  # A = d / (S + 1) underflows to (nearly) 0
+    assert np.all(np.isfinite(out)) and np.abs(out).max() < 1e-300
+
+
+def test_signed_zeros_never_reach_the_statistics():
+    stats = reference.group_stats(np.array([-0.0, -0.0, 1.0, -0.0, 0.0]), [0, 5], tau=0.5)
+    for name in ("baseline", "hdi_low", "hdi_high", "min"):
+        value = getattr(stats, name)[0]
+        assert value == 0.0 and math.copysign(1.0, value) == 1.0, name

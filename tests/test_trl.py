@@ -169,6 +169,7 @@ def test_gapo_trainer_trains_with_the_reference_advantages(tmp_path):
     record = trainer.record
 
     assert len(record["gathered"]) == 2  # one generation per optimizer step
+    assert len(record["advantages"]) == len(record["gathered"])  # every generation got its advantages
     assert len(record["used"]) == 4  # two micro-batches per generation
     all_rewards = np.concatenate([summed_rewards(g) for g in record["gathered"]])
     assert np.isnan(all_rewards).any(), "the run should include unscorable completions"
@@ -216,6 +217,9 @@ def test_mean_baseline_reproduces_trls_grpo(tmp_path):
     grpo = train(GRPOTrainer, GRPOConfig(**config_kwargs(tmp_path / "grpo")), reward)
     reward = OutlierReward()
     gapo = train(GAPOTrainer, GAPOConfig(**config_kwargs(tmp_path / "gapo"), gapo_baseline="mean"), reward)
+    # Both runs generated and scored the same number of batches (zip would hide a shortfall).
+    assert len(grpo.record["gathered"]) == len(gapo.record["gathered"]) == 2
+    assert len(grpo.record["advantages"]) == len(gapo.record["advantages"]) == 2
     for theirs_rewards, ours_rewards in zip(grpo.record["gathered"], gapo.record["gathered"]):
         np.testing.assert_array_equal(theirs_rewards.numpy(), ours_rewards.numpy())
     for theirs, ours in zip(grpo.record["advantages"], gapo.record["advantages"]):

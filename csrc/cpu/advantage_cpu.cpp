@@ -20,12 +20,14 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "cpu/sort_keys.h"
 #include "gapo/group_logic.h"
+#include "gapo/op_boxing.h"
 #include "gapo/op_checks.h"
 
 namespace gapo::cpu {
@@ -46,13 +48,14 @@ using SortKey = std::conditional_t<std::is_same_v<T, double>, double, float>;
 // Fails before anything is written if offsets do not partition [0, num_rewards).
 template <class Index>
 void check_offsets_values(const Index* offsets, int64_t num_groups, int64_t num_rewards) {
-  STD_TORCH_CHECK(offsets[0] == 0, "gapo: offsets must start at 0, got offsets[0] = ", int64_t(offsets[0]));
+  int64_t first_decrease = -1;
   for (int64_t g = 0; g < num_groups; ++g) {
-    STD_TORCH_CHECK(offsets[g] <= offsets[g + 1], "gapo: offsets must be non-decreasing, but offsets[", g,
-                    "] = ", int64_t(offsets[g]), " > offsets[", g + 1, "] = ", int64_t(offsets[g + 1]));
+    if (offsets[g] > offsets[g + 1]) {
+      first_decrease = g;
+      break;
+    }
   }
-  STD_TORCH_CHECK(offsets[num_groups] == num_rewards, "gapo: offsets must end at the number of rewards (",
-                  num_rewards, "), got offsets[-1] = ", int64_t(offsets[num_groups]));
+  check_offsets_partition(offsets[0], first_decrease, offsets[num_groups], num_rewards);
 }
 
 // Calls on_group(g, first, last, sorted_finite_keys, n) for every group g, in parallel over
@@ -121,15 +124,10 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
   for_each_sorted_group(values, stride, offsets, num_groups,
                         [&](int64_t, int64_t first, int64_t last, const SortKey<T>* sorted, int64_t n) {
                           if (first == last) return;
-                          double baseline = 0.0;
-                          double inv_divisor = 0.0;  // all rewards missing: every A is 0
-                          if (n > 0) {
-                            const GroupStats<double> st = group_stats_of_sorted<double>(sorted, n, params);
-                            baseline = st.baseline;
-                            inv_divisor = inverse_divisor(params.scale, st.scale, params.eps);
-                          }
+                          AdvantageMap map;
+                          group_stats_of_sorted<double>(sorted, n, params, &map);
                           for (int64_t p = first; p < last; ++p) {
-                            out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], baseline, inv_divisor));
+                            out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));
                           }
                         });
 }
@@ -150,22 +148,46 @@ void dispatch_reward_type(torch::headeronly::ScalarType type, F&& f) {
   }
 }
 
+// Offsets: int32 or int64 (check_rewards_and_offsets has checked).
 template <class F>
 void dispatch_index_type(torch::headeronly::ScalarType type, F&& f) {
   if (type == ScalarType::Int) return f(int32_t{});
-  STD_TORCH_CHECK(type == ScalarType::Long, "gapo: offsets and group_ids must be int32 or int64");
   return f(int64_t{});
+}
+
+// Ids: every integer dtype (check_group_ids has checked).
+template <class F>
+void dispatch_id_type(torch::headeronly::ScalarType type, F&& f) {
+  switch (type) {
+    case ScalarType::Byte:
+      return f(uint8_t{});
+    case ScalarType::Char:
+      return f(int8_t{});
+    case ScalarType::Short:
+      return f(int16_t{});
+    case ScalarType::UInt16:
+      return f(uint16_t{});
+    case ScalarType::Int:
+      return f(int32_t{});
+    case ScalarType::UInt32:
+      return f(uint32_t{});
+    case ScalarType::UInt64:
+      return f(uint64_t{});
+    default:
+      return f(int64_t{});
+  }
 }
 
 struct Identity {
   int64_t operator()(int64_t p) const { return p; }
 };
 
-Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets, double tau, std::string baseline,
-                     std::string scale, double eps, std::optional<int64_t> max_group_size) {
-  check_rewards_and_offsets(rewards, offsets);
+Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets_arg, double tau, std::string_view baseline,
+                     std::string_view scale, double eps, std::optional<int64_t> max_group_size) {
+  const Tensor offsets = check_rewards_and_offsets(rewards, offsets_arg);
   const Params params = make_params(tau, baseline, scale, eps);
-  (void)max_group_size;  // a GPU launch hint; the CPU reads offsets directly
+  GAPO_CHECK_ARGUMENT(!max_group_size.has_value() || *max_group_size >= 0, "max_group_size must be >= 0, got ",
+                      max_group_size.value_or(0));  // a GPU launch hint; the CPU reads offsets directly
   Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
   const int64_t num_groups = offsets.numel() - 1;
   dispatch_index_type(offsets.scalar_type(), [&](auto index_tag) {
@@ -183,9 +205,9 @@ Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets, double tau, s
 
 using StatsTuple = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
-StatsTuple group_stats_cpu(const Tensor& rewards, const Tensor& offsets, double tau, std::string baseline,
-                           std::string scale) {
-  check_rewards_and_offsets(rewards, offsets);
+StatsTuple group_stats_cpu(const Tensor& rewards, const Tensor& offsets_arg, double tau, std::string_view baseline,
+                           std::string_view scale) {
+  const Tensor offsets = check_rewards_and_offsets(rewards, offsets_arg);
   const Params params = make_params(tau, baseline, scale, /*eps=*/0.0);
   const int64_t num_groups = offsets.numel() - 1;
   const bool is_double = rewards.scalar_type() == ScalarType::Double;
@@ -236,37 +258,61 @@ StatsTuple group_stats_cpu(const Tensor& rewards, const Tensor& offsets, double 
 // Rows grouped by id, as CSR over the ids that occur, in ascending id order.
 struct RowGroups {
   std::vector<int64_t> offsets;     // G + 1
-  std::vector<int64_t> unique_ids;  // G
+  std::vector<int64_t> unique_ids;  // G, as id_key values
 };
+
+// An id as an int64 with the same order: uint64 ids flip their top bit (ids >= 2^63 stay
+// above the others), every other integer type converts exactly.
+template <class Id>
+int64_t id_key(Id id) {
+  if constexpr (std::is_same_v<Id, uint64_t>) {
+    return static_cast<int64_t>(id ^ (uint64_t{1} << 63));
+  } else {
+    return static_cast<int64_t>(id);
+  }
+}
+
+template <class Id>
+Id id_of_key(int64_t key) {
+  if constexpr (std::is_same_v<Id, uint64_t>) {
+    return static_cast<uint64_t>(key) ^ (uint64_t{1} << 63);
+  } else {
+    return static_cast<Id>(key);
+  }
+}
 
 // Ids spanning at most ~N values (what trainers produce: 0..G-1, repeated prompt indices) are
 // grouped by a counting sort in O(N + range), parallel over row chunks with one histogram per
-// chunk (chunks scatter to disjoint slots, so the order stays stable); sparse ids (hashes,
-// uuids as int64) by sorting (id, row) pairs in O(N log N). The row order itself is reported
-// through on_place(slot, row), once per row: the caller stores it (and may move the row's data
-// along in the same pass) in whatever index type fits.
+// chunk (chunks scatter to disjoint slots, so the order stays stable). The histograms take
+// chunks * range slots, so the number of chunks is capped at N / range: scratch stays O(N)
+// whatever the thread count. Sparse ids (hashes, uuids as int64) are grouped by sorting
+// (id, row) pairs in O(N log N). The row order itself is reported through on_place(slot, row),
+// once per row: the caller stores it (and may move the row's data along in the same pass) in
+// whatever index type fits.
 template <class Id, class OnPlace>
 RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
   RowGroups out;
   out.offsets.push_back(0);
   if (n == 0) return out;
   // A plain min/max loop vectorises; std::minmax_element's branches make it ~6x slower.
-  int64_t min_id = ids[0];
-  int64_t max_id = ids[0];
+  int64_t min_id = id_key(ids[0]);
+  int64_t max_id = min_id;
   for (int64_t i = 1; i < n; ++i) {
-    min_id = std::min<int64_t>(min_id, ids[i]);
-    max_id = std::max<int64_t>(max_id, ids[i]);
+    min_id = std::min<int64_t>(min_id, id_key(ids[i]));
+    max_id = std::max<int64_t>(max_id, id_key(ids[i]));
   }
   const uint64_t span = static_cast<uint64_t>(max_id) - static_cast<uint64_t>(min_id);
   if (span < static_cast<uint64_t>(std::max<int64_t>(n, 1024))) {
     const int64_t range = static_cast<int64_t>(span) + 1;
-    const int64_t chunks = std::clamp<int64_t>(n / (4 * kRewardsPerTask), 1, torch::stable::get_num_threads());
+    const int64_t max_chunks = std::max<int64_t>(1, n / range);
+    const int64_t chunks =
+        std::clamp<int64_t>(n / (4 * kRewardsPerTask), 1, std::min<int64_t>(max_chunks, torch::stable::get_num_threads()));
     const auto chunk_begin = [n, chunks](int64_t c) { return n * c / chunks; };
     std::vector<int64_t> cursor(chunks * range, 0);  // per chunk: count, then next slot
     torch::stable::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* count = cursor.data() + c * range;
-        for (int64_t i = chunk_begin(c); i < chunk_begin(c + 1); ++i) ++count[static_cast<int64_t>(ids[i]) - min_id];
+        for (int64_t i = chunk_begin(c); i < chunk_begin(c + 1); ++i) ++count[id_key(ids[i]) - min_id];
       }
     });
     int64_t start = 0;
@@ -285,7 +331,7 @@ RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* next = cursor.data() + c * range;
         for (int64_t i = chunk_begin(c); i < chunk_begin(c + 1); ++i) {
-          const int64_t slot = next[static_cast<int64_t>(ids[i]) - min_id]++;
+          const int64_t slot = next[id_key(ids[i]) - min_id]++;
           on_place(slot, i);
         }
       }
@@ -293,7 +339,7 @@ RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
     return out;
   }
   std::vector<std::pair<int64_t, int64_t>> pairs(n);
-  for (int64_t i = 0; i < n; ++i) pairs[i] = {static_cast<int64_t>(ids[i]), i};
+  for (int64_t i = 0; i < n; ++i) pairs[i] = {id_key(ids[i]), i};
   std::sort(pairs.begin(), pairs.end());
   for (int64_t i = 0; i < n; ++i) {
     on_place(i, pairs[i].second);
@@ -304,35 +350,22 @@ RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
   return out;
 }
 
-void check_group_ids(const Tensor& group_ids) {
-  STD_TORCH_CHECK(group_ids.dim() == 1, "gapo: group_ids must be 1-D, got ", group_ids.dim(), " dimensions");
-  STD_TORCH_CHECK(is_index_dtype(group_ids.scalar_type()), "gapo: group_ids must be int32 or int64");
-}
-
-void check_group_ids_for(const Tensor& rewards, const Tensor& group_ids) {
-  check_group_ids(group_ids);
-  STD_TORCH_CHECK(group_ids.is_cpu() && rewards.is_cpu(), "gapo: group_ids must be on the same device as rewards");
-  STD_TORCH_CHECK(group_ids.numel() == rewards.numel(), "gapo: group_ids must have one id per reward (",
-                  rewards.numel(), "), got ", group_ids.numel());
-}
-
+// Groups the rows of contiguous `ids` of any integer dtype.
 template <class OnPlace>
-RowGroups group_rows_of(const Tensor& group_ids, OnPlace on_place) {
-  // Ids may be non-contiguous: the copy keeps the grouping code to one layout.
-  const Tensor ids = torch::stable::contiguous(group_ids);
+RowGroups group_rows_of(const Tensor& ids, OnPlace on_place) {
   RowGroups groups;
-  dispatch_index_type(ids.scalar_type(), [&](auto id_tag) {
+  dispatch_id_type(ids.scalar_type(), [&](auto id_tag) {
     using Id = decltype(id_tag);
     groups = group_rows(ids.const_data_ptr<Id>(), ids.numel(), on_place);
   });
   return groups;
 }
 
-Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids, double tau, std::string baseline,
-                            std::string scale, double eps) {
-  check_rewards(rewards);
-  check_group_ids_for(rewards, group_ids);
+Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids_arg, double tau, std::string_view baseline,
+                            std::string_view scale, double eps) {
+  check_rewards_and_group_ids(rewards, group_ids_arg);
   const Params params = make_params(tau, baseline, scale, eps);
+  const Tensor group_ids = dense(group_ids_arg);
   Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
   dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
     using T = decltype(reward_tag);
@@ -370,21 +403,30 @@ Tensor int64_tensor_from(const std::vector<int64_t>& values, const Tensor& like)
   return t;
 }
 
-std::tuple<Tensor, Tensor, Tensor> group_rows_by_ids_cpu(const Tensor& group_ids) {
-  check_group_ids(group_ids);
+// (order, offsets, unique_ids): unique_ids has the dtype of group_ids.
+std::tuple<Tensor, Tensor, Tensor> group_rows_by_ids_cpu(const Tensor& group_ids_arg) {
+  check_group_ids(group_ids_arg);
+  GAPO_CHECK_ARGUMENT(group_ids_arg.is_cpu(), "group_ids must be on the CPU for the CPU kernel");
+  const Tensor group_ids = dense(group_ids_arg);
   Tensor order = torch::stable::new_empty(group_ids, {group_ids.numel()}, ScalarType::Long);
   int64_t* order_of = order.mutable_data_ptr<int64_t>();
   const RowGroups groups = group_rows_of(group_ids, [order_of](int64_t slot, int64_t row) { order_of[slot] = row; });
-  return {order, int64_tensor_from(groups.offsets, group_ids),
-          int64_tensor_from(groups.unique_ids, group_ids)};
+  const int64_t num_groups = static_cast<int64_t>(groups.unique_ids.size());
+  Tensor unique_ids = torch::stable::new_empty(group_ids, {num_groups});
+  dispatch_id_type(group_ids.scalar_type(), [&](auto id_tag) {
+    using Id = decltype(id_tag);
+    Id* dst = unique_ids.mutable_data_ptr<Id>();
+    for (int64_t g = 0; g < num_groups; ++g) dst[g] = id_of_key<Id>(groups.unique_ids[g]);
+  });
+  return {order, int64_tensor_from(groups.offsets, group_ids), unique_ids};
 }
 
 }  // namespace
 }  // namespace gapo::cpu
 
 STABLE_TORCH_LIBRARY_IMPL(gapo, CPU, m) {
-  m.impl("advantage", TORCH_BOX(&gapo::cpu::advantage_cpu));
-  m.impl("group_stats", TORCH_BOX(&gapo::cpu::group_stats_cpu));
-  m.impl("advantage_by_ids", TORCH_BOX(&gapo::cpu::advantage_by_ids_cpu));
-  m.impl("group_rows_by_ids", TORCH_BOX(&gapo::cpu::group_rows_by_ids_cpu));
+  m.impl("advantage", GAPO_BOX(&gapo::cpu::advantage_cpu));
+  m.impl("group_stats", GAPO_BOX(&gapo::cpu::group_stats_cpu));
+  m.impl("advantage_by_ids", GAPO_BOX(&gapo::cpu::advantage_by_ids_cpu));
+  m.impl("group_rows_by_ids", GAPO_BOX(&gapo::cpu::group_rows_by_ids_cpu));
 }

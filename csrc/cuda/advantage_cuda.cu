@@ -88,6 +88,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../gapo/op_boxing.h"
 #include "../gapo/op_checks.h"
 #include "cuda_team.cuh"
 #include "group_kernel.cuh"
@@ -330,13 +331,9 @@ OffsetsSummary read_offsets_summary(const Tensor& offsets, int64_t num_groups, i
   return s;
 }
 
-// The spec's offsets errors, worded as gapo_kernels/_checks.py words them.
+// The spec's offsets errors (their text lives in op_checks.h).
 void check_offsets_summary(const OffsetsSummary& s, int64_t num_rewards) {
-  STD_TORCH_CHECK(s.first == 0, "gapo: offsets must start at 0, got offsets[0] = ", s.first);
-  STD_TORCH_CHECK(s.first_decrease < 0, "gapo: offsets must be non-decreasing, but offsets[", s.first_decrease,
-                  "] > offsets[", s.first_decrease + 1, "]");
-  STD_TORCH_CHECK(s.last == num_rewards, "gapo: offsets must end at the number of rewards (", num_rewards,
-                  "), got offsets[-1] = ", s.last);
+  check_offsets_partition(s.first, s.first_decrease, s.last, num_rewards);
 }
 
 unsigned grid_size(int64_t blocks) {
@@ -481,8 +478,8 @@ Tensor advantage_cuda(const Tensor& rewards, const Tensor& offsets_arg, double t
                       std::string scale, double eps, std::optional<int64_t> max_group_size) {
   const Tensor offsets = check_cuda_inputs(rewards, offsets_arg);
   const Params p = make_params(tau, baseline, scale, eps);
-  STD_TORCH_CHECK(!max_group_size.has_value() || *max_group_size >= 0,
-                  "gapo: max_group_size must be >= 0, got ", max_group_size.value_or(0));
+  GAPO_CHECK_ARGUMENT(!max_group_size.has_value() || *max_group_size >= 0, "max_group_size must be >= 0, got ",
+                      max_group_size.value_or(0));
   torch::stable::accelerator::DeviceGuard guard(rewards.get_device_index());
   const cudaStream_t stream = current_stream(rewards.get_device_index());
   const int64_t num_rewards = rewards.numel();
@@ -554,6 +551,6 @@ StatsTuple group_stats_cuda(const Tensor& rewards, const Tensor& offsets_arg, do
 }  // namespace gapo::cuda_impl
 
 STABLE_TORCH_LIBRARY_IMPL(gapo, CUDA, m) {
-  m.impl("advantage", TORCH_BOX(&gapo::cuda_impl::advantage_cuda));
-  m.impl("group_stats", TORCH_BOX(&gapo::cuda_impl::group_stats_cuda));
+  m.impl("advantage", GAPO_BOX(&gapo::cuda_impl::advantage_cuda));
+  m.impl("group_stats", GAPO_BOX(&gapo::cuda_impl::group_stats_cuda));
 }

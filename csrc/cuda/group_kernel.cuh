@@ -293,15 +293,16 @@ struct GroupResult {
   int64_t start = 0;  // HDI start i*
   Acc baseline = 0;   // Q
   Acc scale = 1;      // S as used
-  Acc inv_divisor = 0;
   Acc mean = 0;
+  AdvantageMap map = zero_advantage_map();  // A = (r * down - offset) * factor
 };
 
-// Q, S and the window of a group whose `size` keys are sorted (missing ones as +inf, last).
-// Every collective runs on every thread whatever the data (n = 0, 1, ...), so teams never
-// diverge around a shuffle or barrier. Sums are taken about a pivot from the group itself
-// (s[n / 2], and the window's middle for hdi_mean), which keeps float32 sums free of
-// cancellation when |mean| >> spread. Wide is the per-thread partial-sum type.
+// Q, S and the window of a group whose `size` keys are sorted (missing ones as +inf, last),
+// by group_logic.h's numerics rule: sums over the scaled keys x = key * 2^-e about a pivot
+// from the group (s[n / 2], and the window's middle for hdi_mean), the all-equal and
+// singleton conventions, and the advantage map. Every collective runs on every thread
+// whatever the data (n = 0, 1, all equal, ...), so teams never diverge around a shuffle or
+// barrier. Wide is the per-thread partial-sum type.
 template <class Acc, class Wide, class Team, class View>
 GAPO_TEAM_FN GroupResult<Acc> reduce_group(Team& team, const View& view, int64_t size, const Params& p) {
   using Key = typename View::KeyType;
@@ -327,58 +328,79 @@ GAPO_TEAM_FN GroupResult<Acc> reduce_group(Team& team, const View& view, int64_t
   r.k = k;
   r.start = start;
 
-  // Mean of the n finite rewards.
-  const Acc pivot = n > 0 ? static_cast<Acc>(sorted[n / 2]) : Acc(0);
-  Wide deviation = 0;
-  view.for_each_in(0, n, [&](int64_t, Key key) { deviation += static_cast<Wide>(key) - static_cast<Wide>(pivot); });
-  deviation = team.allreduce(deviation, SumOp{});
-  const Acc mean = n > 0 ? static_cast<Acc>(static_cast<Wide>(pivot) + deviation / static_cast<Wide>(n))
-                         : static_cast<Acc>(NAN);
-  r.mean = mean;
+  const double lo = n > 0 ? static_cast<double>(sorted[0]) : 0.0;
+  const double hi = n > 0 ? static_cast<double>(sorted[n - 1]) : 0.0;
+  const GroupScaling g = group_scaling(lo, hi);
 
-  // Sum of the window, only read for hdi_mean (baseline is uniform across the grid).
-  Acc window_sum = 0;
+  // Scaled mean of the n finite keys.
+  const double pivot = n > 0 ? static_cast<double>(sorted[n / 2]) * g.down : 0.0;
+  Wide deviation = 0;
+  view.for_each_in(0, n, [&](int64_t, Key key) {
+    deviation += static_cast<Wide>(static_cast<double>(key) * g.down - pivot);
+  });
+  deviation = team.allreduce(deviation, SumOp{});
+  const double mean = n > 0 ? pivot + static_cast<double>(deviation) / static_cast<double>(n) : 0.0;
+
+  // Scaled mean of the window, only read for hdi_mean (baseline is uniform across the grid).
+  double window_mean = 0.0;
   if (p.baseline == Baseline::HdiMean) {
-    const Acc window_pivot = n > 0 ? static_cast<Acc>(sorted[start + k / 2]) : Acc(0);
+    const double window_pivot = n > 0 ? static_cast<double>(sorted[start + k / 2]) * g.down : 0.0;
     Wide window_deviation = 0;
     view.for_each_in(start, start + k, [&](int64_t, Key key) {
-      window_deviation += static_cast<Wide>(key) - static_cast<Wide>(window_pivot);
+      window_deviation += static_cast<Wide>(static_cast<double>(key) * g.down - window_pivot);
     });
     window_deviation = team.allreduce(window_deviation, SumOp{});
-    window_sum = static_cast<Acc>(window_deviation + static_cast<Wide>(k) * static_cast<Wide>(window_pivot));
+    window_mean = n > 0 ? window_pivot + static_cast<double>(window_deviation) / static_cast<double>(k) : 0.0;
   }
-  // n == 1: verl's convention Q = 0, S = 1 (group_stats_of_sorted's); n == 0: nothing to do.
-  r.baseline = n >= 2 ? baseline_from_sorted<Acc>(p.baseline, sorted, n, k, start, mean, window_sum) : Acc(0);
+  const double baseline = n >= 2 ? baseline_from_sorted(p.baseline, sorted, n, k, start, g.down, mean, window_mean)
+                                 : 0.0;
 
-  Acc s_used = 1;
+  double s = 1.0;
   if (p.scale != Scale::None) {
-    const Acc center = scale_center(p.scale, r.baseline, mean);
+    const double center = scale_center(p.scale, baseline, mean);
     Wide sum_sq = 0;
     view.for_each_in(0, n, [&](int64_t, Key key) {
-      const Wide d = static_cast<Wide>(key) - static_cast<Wide>(center);
+      const Wide d = static_cast<Wide>(static_cast<double>(key) * g.down - center);
       sum_sq += d * d;
     });
     sum_sq = team.allreduce(sum_sq, SumOp{});
-    if (n >= 2) s_used = scale_from_sum_sq<Acc>(p.scale, static_cast<Acc>(sum_sq), n);
+    if (n >= 2) s = scale_from_sum_sq(p.scale, static_cast<double>(sum_sq), n);
   }
-  r.scale = s_used;
-  r.inv_divisor = inverse_divisor<Acc>(p.scale, s_used, p.eps);
+
+  if (n == 0) {
+    r.map = zero_advantage_map();
+  } else if (n == 1) {  // verl's convention Q = 0, S = 1 (group_stats_of_sorted's)
+    r.mean = static_cast<Acc>(unsigned_zero(lo));
+    r.baseline = Acc(0);
+    r.scale = Acc(1);
+    r.map = singleton_advantage_map(p.scale, p.eps);
+  } else if (lo == hi) {  // all equal: Q = mean = the value, S = 0, A = 0
+    r.mean = r.baseline = static_cast<Acc>(unsigned_zero(lo));
+    r.scale = p.scale == Scale::None ? Acc(1) : Acc(0);
+    r.map = zero_advantage_map();
+  } else {
+    r.mean = static_cast<Acc>(mean * g.up);
+    r.baseline = static_cast<Acc>(baseline * g.up);
+    r.scale = p.scale == Scale::None ? Acc(1) : static_cast<Acc>(s * g.up);
+    r.map = advantage_map(p.scale, p.eps, g, baseline, s);
+  }
   return r;
 }
 
 // One thread writes group g's statistics (computed in Acc, stored as Out). Empty group: count
-// 0, NaN elsewhere.
+// 0, NaN elsewhere. Reported keys are unsigned_zero'd as group_stats_of_sorted does.
 template <class Out, class Acc, class Key>
 GAPO_TEAM_FN void write_stats(const StatsOut<Out>& out, int64_t g, const GroupResult<Acc>& r, const Key* sorted) {
   const Out nan = static_cast<Out>(NAN);
   const bool any = r.n > 0;
+  const auto key = [&](int64_t i) { return static_cast<Out>(unsigned_zero(static_cast<double>(sorted[i]))); };
   out.baseline[g] = any ? static_cast<Out>(r.baseline) : nan;
   out.scale[g] = any ? static_cast<Out>(r.scale) : nan;
-  out.hdi_low[g] = any ? static_cast<Out>(sorted[r.start]) : nan;
-  out.hdi_high[g] = any ? static_cast<Out>(sorted[r.start + r.k - 1]) : nan;
+  out.hdi_low[g] = any ? key(r.start) : nan;
+  out.hdi_high[g] = any ? key(r.start + r.k - 1) : nan;
   out.mean[g] = any ? static_cast<Out>(r.mean) : nan;
-  out.min[g] = any ? static_cast<Out>(sorted[0]) : nan;
-  out.max[g] = any ? static_cast<Out>(sorted[r.n - 1]) : nan;
+  out.min[g] = any ? key(0) : nan;
+  out.max[g] = any ? key(r.n - 1) : nan;
   out.count[g] = r.n;
 }
 
@@ -473,7 +495,7 @@ GAPO_TEAM_FN void fused_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
     for (int i = 0; i < I; ++i) {
       const int64_t e = static_cast<int64_t>(i) * T + t;
       if (e < size) {
-        a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<double>(original[i], r.baseline, r.inv_divisor));
+        a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of(original[i], r.map));
       }
     }
   }
@@ -550,7 +572,7 @@ GAPO_TEAM_FN void large_group(Team& team, const KernelArgs<Scalar, Key>& a, int6
   if (a.out != nullptr) {
     for (int64_t e = t; e < size; e += Threads) {
       const Key reward = ScalarIO<Scalar>::template load<Key>(a.rewards, (begin + e) * a.stride);
-      a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of<double>(reward, r.baseline, r.inv_divisor));
+      a.out[begin + e] = ScalarIO<Scalar>::from(advantage_of(reward, r.map));
     }
   }
   if (a.stats.count != nullptr && t == 0) write_stats(a.stats, g, r, view.sorted());

@@ -96,7 +96,7 @@
 // The stable shim's stream -> cudaStream_t accessor is declared only for torch >= 2.13 targets.
 // The build targets the 2.10 ABI so one library serves torch >= 2.10: reference it weakly and
 // fall back to the AOTI CUDA shim (libtorch_cuda) on older torches.
-#if TORCH_FEATURE_VERSION < TORCH_VERSION_2_13_0
+#if !defined(TORCH_VERSION_2_13_0) || TORCH_FEATURE_VERSION < TORCH_VERSION_2_13_0
 extern "C" __attribute__((weak)) AOTITorchError torch_stream_native_handle(StreamHandle stream,
                                                                             void** ret_native_handle);
 #endif
@@ -255,7 +255,7 @@ using namespace gapo::team;
 
 // The current stream of the device: the one torch (and a CUDA-graph capture) is using.
 cudaStream_t current_stream(int32_t device_index) {
-#if TORCH_FEATURE_VERSION >= TORCH_VERSION_2_13_0
+#if defined(TORCH_VERSION_2_13_0) && TORCH_FEATURE_VERSION >= TORCH_VERSION_2_13_0  // older headers lack the macro
   return static_cast<cudaStream_t>(torch::stable::accelerator::getCurrentStream(device_index).nativeHandle());
 #else
   if (&torch_stream_native_handle != nullptr) {  // torch >= 2.13 at run time

@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/_log.sh"  # one line per pip step; pip's output in build/logs/trainers.log
+log_to trainers
 VENV="${1:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 REQ="$ROOT/requirements/trainers.txt"
@@ -57,14 +59,14 @@ PIP=("$PY" -m pip install --disable-pip-version-check --no-input -c "$CONSTRAINT
 
 # 1. verl itself, without its declared dependencies.
 VERL_PIN="$(pins "$REQ" | grep -iE '^verl==')"
-"${PIP[@]}" --no-deps "$VERL_PIN"
+step "installing $VERL_PIN (without its declared dependencies)" "${PIP[@]}" --no-deps "$VERL_PIN"
 
 # 2. Everything else (what verl imports, TRL with its own dependencies), torch held by the
 #    constraints file.
 TMP_REQ="$(mktemp)"
 trap 'rm -f "$TMP_REQ"' EXIT
 sed -e 's/#.*//' "$REQ" | grep -viE '^[[:space:]]*verl([=<>! ]|$)' | grep -vE '^[[:space:]]*$' >"$TMP_REQ"
-"${PIP[@]}" -r "$TMP_REQ"
+step "installing TRL and what verl imports (requirements/trainers.txt)" "${PIP[@]}" -r "$TMP_REQ"
 
 # 3. Check the result: torch untouched, the trainers and the verl modules the tests use import.
 "$PY" - <<'PYEOF'

@@ -107,7 +107,7 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         if device.type != backend:
             raise ValueError(f"backend={backend!r} needs rewards on {backend}, got rewards on {device}")
         if not _has_compiled(backend):
-            detail = f": {_C_IMPORT_ERROR}" if _C is None else " (this build has no CUDA kernels)"
+            detail = f": {_C_IMPORT_ERROR}" if _C is None else f": {build_info()['cuda_error']}"
             raise RuntimeError(f"backend={backend!r} is not available in this install{detail}")
     if backend == "triton" and not _has_triton():
         raise RuntimeError("backend='triton' needs the triton package (pip install 'gapo-kernels[triton]')")

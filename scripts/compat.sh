@@ -88,7 +88,13 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
     pip_in_new_venv "$python" "$venv" "${reqs[@]}"
   step "$spec: installing $(basename "$wheel") and the test tools" \
     "$venv/bin/python" -m pip install --disable-pip-version-check --no-input "$wheel" "pytest>=8" "hypothesis>=6.100"
-  if ! versions="$("$venv/bin/python" - <<'EOF'
+  run_dir="$WORK/run-$name"
+  rm -rf "$run_dir"
+  mkdir -p "$run_dir"
+  cp -r tests "$run_dir/"
+  cp pyproject.toml "$run_dir/"  # pytest's settings (markers)
+  # From the copy's folder, where no gapo_kernels source tree can shadow the installed wheel.
+  if ! versions="$(cd "$run_dir" && "$venv/bin/python" - 2>>"$GAPO_LOG" <<'EOF'
 import importlib.metadata as md, platform, sys, torch, gapo_kernels
 assert "site-packages" in gapo_kernels.__file__, f"testing the source tree, not the wheel: {gapo_kernels.__file__}"
 try:
@@ -101,14 +107,8 @@ print(f"python {platform.python_version()}, torch {torch.__version__}, triton {t
 EOF
   )"; then
     say "$spec: FAILED: the installed wheel does not import (see ${GAPO_LOG#"$ROOT"/})"
-    "$venv/bin/python" -c "import gapo_kernels" >>"$GAPO_LOG" 2>&1 || true
     return 1
   fi
-  run_dir="$WORK/run-$name"
-  rm -rf "$run_dir"
-  mkdir -p "$run_dir"
-  cp -r tests "$run_dir/"
-  cp pyproject.toml "$run_dir/"  # pytest's settings (markers)
   echo "### $spec: $versions" >>"$GAPO_LOG"
   status=0
   (cd "$run_dir" && "$venv/bin/python" -m pytest -q -p no:cacheprovider $TESTS) >"$run_dir/pytest.log" 2>&1 || status=$?
@@ -117,6 +117,7 @@ EOF
   rm -rf "$venv"
   if [[ $status -ne 0 ]]; then
     say "$spec: FAILED ($versions): $summary"
+    echo "$spec|$versions|FAILED: $summary" >>"$WORK/results.txt"
     grep -E '^(FAILED|ERROR)' "$run_dir/pytest.log" | head -n 20 | sed 's/^/    /'
     return 1
   fi

@@ -24,11 +24,13 @@ import torch
 from . import _checks, reference, torch_backend
 from ._types import GroupStats
 
-try:  # the compiled library registers torch.ops.gapo when imported
+try:  # _C loads lib/libgapo_ops.so, the ops library, which registers torch.ops.gapo as it loads
     from . import _C
-except ImportError as error:  # a source checkout that was never built
+except ImportError as error:  # a source checkout never built, or a torch older than the ops' ABI
     _C = None
     _C_IMPORT_ERROR = error
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 10):
+        _C_IMPORT_ERROR = ImportError(f"{error} (the compiled ops need torch >= 2.10, found {torch.__version__})")
 
 BACKENDS = ("auto", "cpu", "cuda", "triton", "torch", "reference")
 REWARD_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -8,6 +8,8 @@
 #   scripts/compat.sh --wheels DIR ...       # use wheels built already (scripts/build_wheel.sh --out DIR)
 #   scripts/compat.sh --cpu ...              # build CPU-only wheels (default: CUDA ones where nvcc exists)
 #   scripts/compat.sh --torch-env VENV ...   # compile the ops with that venv's torch (build_wheel.sh)
+#   scripts/compat.sh --from-source ...      # no wheel: `pip install --no-build-isolation .` in
+#                                            # each environment, against its own torch
 #
 # Tests (GAPO_COMPAT_TESTS overrides): the property tests of the cpu, torch and triton backends
 # against the reference (Triton under its interpreter without a GPU; with a GPU the cuda
@@ -15,8 +17,9 @@
 # package under test is the installed wheel, never the source tree.
 #
 # Downloads go through pip's cache (~/.cache/pip), so only the first run of an environment
-# downloads its torch; each venv is made anew and removed after its run. One line per step and
-# per environment; the full output is in build/logs/compat.log. Exit status: non-zero when any
+# downloads its torch; each venv is made anew (and removed when the next one is made). One
+# line per step and per environment; the full output is in build/logs/compat.log; the results,
+# one line per environment, in build/compat/results.txt. Exit status: non-zero when any
 # environment failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,11 +42,13 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
 fi
 
 WHEELS=""
+FROM_SOURCE=0
 BUILD_ARGS=()
 ENVS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --wheels) WHEELS="$2"; shift ;;
+    --from-source) FROM_SOURCE=1 ;;
     --cpu|--cuda) BUILD_ARGS+=("$1") ;;
     --torch-env) BUILD_ARGS+=("$1" "$2"); shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
@@ -56,7 +61,9 @@ done
 
 WORK="$ROOT/build/compat"
 mkdir -p "$WORK"
-if [[ -z "$WHEELS" ]]; then
+if [[ $FROM_SOURCE -eq 1 ]]; then
+  WHEELS="$WORK"  # unused
+elif [[ -z "$WHEELS" ]]; then
   WHEELS="$WORK/dist"
   pythons="$(for env in "${ENVS[@]}"; do echo "${env%%:*}"; done | sort -uV | tr '\n' ' ')"
   bash scripts/build_wheel.sh "${BUILD_ARGS[@]}" --python "$pythons" --out "$WHEELS"
@@ -73,7 +80,7 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
   venv="$WORK/venv-$name"
   tag="cp${version/./}"
   wheel="$(ls "$WHEELS"/*-"$tag"-"$tag"-*.whl 2>/dev/null | head -n 1)"
-  if [[ -z "$wheel" ]]; then
+  if [[ $FROM_SOURCE -eq 0 && -z "$wheel" ]]; then
     say "$spec: FAILED: no $tag wheel in $WHEELS"
     return 1
   fi
@@ -83,14 +90,18 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
     return 1
   fi
   start=$SECONDS
-  rm -rf "$venv"
+  rm -rf "$WORK"/venv-*  # the last environment's venv stays until the next run, for a look
   step "$spec: fresh venv, ${reqs[*]}" \
     pip_in_new_venv "$python" "$venv" "${reqs[@]}"
-  step "$spec: installing $(basename "$wheel") and the test tools" \
-    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input "$wheel" "pytest>=8" "hypothesis>=6.100"
   run_dir="$WORK/run-$name"
   rm -rf "$run_dir"
   mkdir -p "$run_dir"
+  if [[ $FROM_SOURCE -eq 1 ]]; then
+    step "$spec: building gapo_kernels from source against that torch" build_from_source "$venv" "$run_dir/build"
+  else
+    step "$spec: installing $(basename "$wheel") and the test tools" \
+      "$venv/bin/python" -m pip install --disable-pip-version-check --no-input "$wheel" "pytest>=8" "hypothesis>=6.100"
+  fi
   cp -r tests "$run_dir/"
   cp pyproject.toml "$run_dir/"  # pytest's settings (markers)
   # From the copy's folder, where no gapo_kernels source tree can shadow the installed wheel.
@@ -114,7 +125,6 @@ EOF
   (cd "$run_dir" && "$venv/bin/python" -m pytest -q -p no:cacheprovider $TESTS) >"$run_dir/pytest.log" 2>&1 || status=$?
   cat "$run_dir/pytest.log" >>"$GAPO_LOG"
   summary="$(tail -n 1 "$run_dir/pytest.log" | sed -e 's/^=* *//' -e 's/ *=*$//')"
-  rm -rf "$venv"
   if [[ $status -ne 0 ]]; then
     say "$spec: FAILED ($versions): $summary"
     echo "$spec|$versions|FAILED: $summary" >>"$WORK/results.txt"
@@ -122,7 +132,15 @@ EOF
     return 1
   fi
   say "$spec: ok ($versions): $summary, $((SECONDS - start)) s in all"
-  echo "$spec|$versions|$summary" >>"$WORK/results.txt"
+  echo "$spec|$versions|$summary$([[ $FROM_SOURCE -eq 1 ]] && echo ' (built from source)')" >>"$WORK/results.txt"
+}
+
+build_from_source() {  # build_from_source VENV BUILD_DIR: pip install --no-build-isolation .
+  local venv="$1"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -r requirements/wheel.txt \
+    "pytest>=8" "hypothesis>=6.100" "numpy>=1.24"
+  PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install --disable-pip-version-check --no-input \
+    --no-build-isolation --no-deps -C "build-dir=$2" "$ROOT"
 }
 
 pip_in_new_venv() {  # pip_in_new_venv PYTHON VENV REQ...: a fresh venv with those requirements

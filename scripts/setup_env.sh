@@ -24,9 +24,10 @@ step "installing torch and the build and test tools (requirements/base.txt)" \
 # --no-build-isolation: build against the torch in the venv, never a freshly downloaded one.
 step "building gapo_kernels and installing it (editable)" \
   "${PIP[@]}" install --no-build-isolation --no-deps -e .
-say "$("$VENV/bin/python" -c '
-import gapo_kernels as g, torch
-info = g.build_info()
-cuda = f"CUDA {info[\"cuda_archs\"]}" if info["cuda_archs"] else "no CUDA kernels"
-print(f"gapo_kernels {g.__version__} ready: backends {\", \".join(info[\"backends\"])} ({cuda}); torch {torch.__version__}")
-')"
+say "$("$VENV/bin/python" - <<'EOF'
+import gapo_kernels, torch
+info = gapo_kernels.build_info()
+cuda = f"CUDA {info['cuda_archs']}" if info["cuda_archs"] else "no CUDA kernels"
+print(f"gapo_kernels {gapo_kernels.__version__}: backends {', '.join(info['backends'])} ({cuda}), torch {torch.__version__}")
+EOF
+)"

@@ -19,6 +19,9 @@ log_to() {
     mkdir -p "$_GAPO_ROOT/build/logs"
     export GAPO_LOG="$_GAPO_ROOT/build/logs/$1.log"
     : >"$GAPO_LOG"
+  else
+    mkdir -p "$(dirname "$GAPO_LOG")"
+    touch "$GAPO_LOG"
   fi
 }
 

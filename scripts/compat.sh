@@ -31,10 +31,13 @@ log_to compat
 # this project's machines; 2.11.0 is verl 0.9.1's pin and the GPU machines' torch (a download of
 # about 3 GB with its CUDA libraries). torch's own triton comes with each CUDA build; the CPU
 # build brings none, so that environment names it.
+# Triton 3.6's interpreter turns a 1-element array into a Python int, which numpy >= 2.4
+# refuses; on a GPU the kernels are compiled and numpy plays no part, so the torch 2.11
+# environments hold numpy below 2.4 to run the Triton kernels on the CPU at all.
 MATRIX=(
   "3.11:torch==2.13.0:triton==3.7.1"
   "3.11:torch==2.14.1"
-  "3.12:torch==2.11.0"
+  "3.12:torch==2.11.0:numpy<2.4"
 )
 TESTS="${GAPO_COMPAT_TESTS:-tests/test_triton.py tests/test_advantage.py tests/test_errors.py tests/test_ops.py tests/test_large.py}"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
@@ -59,7 +62,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#ENVS[@]} -gt 0 ]] || ENVS=("${MATRIX[@]}")
 
-WORK="$ROOT/build/compat"
+WORK="${GAPO_COMPAT_WORK:-$ROOT/build/compat}"  # another folder lets two runs go side by side
 mkdir -p "$WORK"
 if [[ $FROM_SOURCE -eq 1 ]]; then
   WHEELS="$WORK"  # unused
@@ -76,7 +79,7 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
   local spec="$1" version reqs name venv python wheel tag run_dir start versions summary status
   version="${spec%%:*}"
   IFS=: read -r -a reqs <<<"${spec#*:}"
-  name="py$version-$(echo "${reqs[*]}" | tr ' =' '_-')"
+  name="py$version-$(echo "${reqs[*]}" | tr -c 'A-Za-z0-9.\n' '_')"
   venv="$WORK/venv-$name"
   tag="cp${version/./}"
   wheel="$(ls "$WHEELS"/*-"$tag"-"$tag"-*.whl 2>/dev/null | head -n 1)"

@@ -15,8 +15,9 @@ source scripts/_log.sh
 log_to test
 VENV="${GAPO_VENV:-.venv}"
 # torch 2.11.0 is the oldest torch pinned by a trainer we support (verl 0.9.1), and it brings
-# the oldest triton we support (3.6): the build's torch is 2.13.0 with triton 3.7.1.
-COMPAT_ENV="${GAPO_TEST_COMPAT:-3.11:torch==2.11.0}"
+# the oldest triton we support (3.6): the build's torch is 2.13.0 with triton 3.7.1. (numpy
+# below 2.4 for triton 3.6's interpreter: see scripts/compat.sh.)
+COMPAT_ENV="${GAPO_TEST_COMPAT:-3.11:torch==2.11.0:numpy<2.4}"
 [[ $# -eq 0 ]] || COMPAT_ENV="none"
 
 bash scripts/setup_env.sh

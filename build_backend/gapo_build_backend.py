@@ -13,8 +13,16 @@ import os
 import sys
 from importlib import metadata
 
-from scikit_build_core import build as _scikit_build
-from scikit_build_core.build import *  # noqa: F403  (every hook this backend does not wrap)
+try:
+    from scikit_build_core import build as _scikit_build
+    from scikit_build_core.build import *  # noqa: F403  (every hook this backend does not wrap)
+except ImportError:  # only without build isolation, where pip installs no build requirements
+    print(
+        "\nerror: building gapo-kernels without build isolation needs its build tools installed "
+        "first:\n    pip install scikit-build-core pybind11 cmake ninja\n",
+        file=sys.stderr,
+    )
+    raise SystemExit(1) from None
 
 MIN_TORCH = (2, 10)  # the LibTorch stable ABI the ops target (TORCH_TARGET_VERSION in CMakeLists.txt)
 

@@ -37,7 +37,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --cpu) CUDA="OFF" ;;
     --cuda) CUDA="ON" ;;
-    --python) PYTHONS="${2//,/ }"; shift ;;
+    --python) PYTHONS="$(echo ${2//,/ })"; shift ;;  # (echo: no stray spaces)
     --out) OUT="$2"; shift ;;
     --torch-env) TORCH_ENV="$(cd "$2" && pwd)"; shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
@@ -128,7 +128,7 @@ for wheel in "$WORK"/raw/*.whl; do
   step "tagging $(basename "$wheel") (auditwheel)" repair "$wheel"
 done
 
-say "compiling the ops took ${ops_seconds} s; wheels in ${OUT#"$ROOT"/}:"
+say "the ops library's step took ${ops_seconds} s; wheels in ${OUT#"$ROOT"/}:"
 for version in $PYTHONS; do
   tag="cp${version/./}"
   wheel="$(ls "$OUT"/*-"$tag"-"$tag"-*.whl 2>/dev/null | head -n 1)"

@@ -82,7 +82,7 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
   name="py$version-$(echo "${reqs[*]}" | tr -c 'A-Za-z0-9.\n' '_')"
   venv="$WORK/venv-$name"
   tag="cp${version/./}"
-  wheel="$(ls "$WHEELS"/*-"$tag"-"$tag"-*.whl 2>/dev/null | head -n 1)"
+  wheel="$(ls "$WHEELS"/*-"$tag"-"$tag"-*.whl 2>/dev/null | head -n 1 || true)"
   if [[ $FROM_SOURCE -eq 0 && -z "$wheel" ]]; then
     say "$spec: FAILED: no $tag wheel in $WHEELS"
     return 1

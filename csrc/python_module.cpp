@@ -1,42 +1,26 @@
-// gapo_kernels._C: importing it loads the ops registered in this library (ops.cpp and the
-// per-device kernels). Its only Python-facing function reports how the library was built.
+// gapo_kernels._C: the Python side of the ops library. Importing it loads lib/libgapo_ops.so
+// (a link dependency found through this module's RPATH), whose load registers torch.ops.gapo.
+// It compiles against pybind11 alone, so each CPython gets its own small module around one
+// ops library.
 #include <pybind11/pybind11.h>
 
-#include <string>
-
-#ifndef GAPO_VERSION
-#define GAPO_VERSION "unknown"
-#endif
+#include "build_info.h"
 
 namespace py = pybind11;
 
 namespace {
 
 py::dict build_info() {
-  py::dict info;
-  info["version"] = GAPO_VERSION;
-  info["torch_version"] = GAPO_TORCH_VERSION;  // the torch the library was compiled against
-#ifdef GAPO_WITH_CUDA
-  info["backends"] = py::make_tuple("cpu", "cuda");
-  info["cuda_archs"] = std::string(GAPO_CUDA_ARCHS);
-#else
-  info["backends"] = py::make_tuple("cpu");
-  info["cuda_archs"] = std::string();
-#endif
-#if defined(__clang__)
-  info["compiler"] = std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-  info["compiler"] = std::string("gcc ") + __VERSION__;
-#else
-  info["compiler"] = std::string("unknown");
-#endif
-  info["stable_abi_target"] = "2.10";
+  py::dict info = py::module_::import("json").attr("loads")(gapo_build_info_json());
+  info["backends"] = py::tuple(info["backends"]);
   return info;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "gapo_kernels compiled ops (torch.ops.gapo) and build information";
-  m.def("build_info", &build_info, "How this library was built: version, compiled backends, CUDA archs.");
+  m.doc() = "gapo_kernels compiled ops (torch.ops.gapo, from lib/libgapo_ops.so) and build information";
+  m.def("build_info", &build_info,
+        "How the ops library was built and what it can run here: version, torch, backends, CUDA archs "
+        "and driver (csrc/build_info.h).");
 }

@@ -25,11 +25,13 @@ import torch
 from . import _checks, reference, torch_backend
 from ._types import GroupStats
 
-try:  # the compiled library registers torch.ops.gapo when imported
+try:  # _C loads lib/libgapo_ops.so, the ops library, which registers torch.ops.gapo as it loads
     from . import _C
-except ImportError as error:  # a source checkout that was never built
+except ImportError as error:  # a source checkout never built, or a torch older than the ops' ABI
     _C = None
     _C_IMPORT_ERROR = error
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 10):
+        _C_IMPORT_ERROR = ImportError(f"{error} (the compiled ops need torch >= 2.10, found {torch.__version__})")
 
 BACKENDS = ("auto", "cpu", "cuda", "triton", "torch", "reference")
 REWARD_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -119,7 +121,7 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         if device.type != backend:
             raise ValueError(f"backend={backend!r} needs rewards on {backend}, got rewards on {device}")
         if not _has_compiled(backend):
-            detail = f": {_C_IMPORT_ERROR}" if _C is None else " (this build has no CUDA kernels)"
+            detail = f": {_C_IMPORT_ERROR}" if _C is None else f": {build_info()['cuda_error']}"
             raise RuntimeError(f"backend={backend!r} is not available in this install{detail}")
     if backend == "triton" and not _has_triton():
         raise RuntimeError("backend='triton' needs the triton package (pip install 'gapo-kernels[triton]')")

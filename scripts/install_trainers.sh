@@ -17,12 +17,13 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/_log.sh"  # one line per pip step; pip's output in build/logs/trainers.log
+log_to trainers
 VENV="${1:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 REQ="$ROOT/requirements/trainers.txt"
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
 STAMP="$VENV/.gapo-trainers-installed"
-LOG="$VENV/.gapo-trainers-install.log"
 
 if [[ ! -x "$PY" ]]; then
     echo "install_trainers: no Python at $PY (create the venv first)" >&2
@@ -54,25 +55,10 @@ if missing:
     print("install_trainers: to install: " + ", ".join(missing))
     sys.exit(1)
 '; then
-    echo "install_trainers: trainers and their pins already installed in $VENV"
+    say "trainers and their pins already installed in $VENV"
     exit 0
 fi
 rm -f "$STAMP"
-: >"$LOG"
-
-# step DESCRIPTION COMMAND...: one line, the command's output in the log, shown on failure.
-step() {
-    local what="$1"
-    shift
-    echo "install_trainers: $what"
-    echo "== $what: $*" >>"$LOG"
-    if ! "$@" >>"$LOG" 2>&1; then
-        echo "install_trainers: FAILED: $what; the last lines of $LOG:" >&2
-        tail -n 40 "$LOG" >&2
-        exit 1
-    fi
-}
-
 PIP=("$PY" -m pip install --disable-pip-version-check --no-input -c "$CONSTRAINTS")
 TMP_REQ="$(mktemp)"
 trap 'rm -f "$TMP_REQ"' EXIT
@@ -87,7 +73,7 @@ step "installing $(wc -l <"$TMP_REQ") requirements of requirements/trainers.txt"
 
 # 3. Check the result: torch untouched, the trainers and the verl modules the tests use import.
 TORCH_PIN="$(pins "$CONSTRAINTS" | grep -iE '^torch==' | cut -d= -f3)"
-step "checking that the trainers import" env TORCH_PIN="$TORCH_PIN" "$PY" - <<'PYEOF'
+CHECK_TRAINERS='
 import os
 
 import torch
@@ -96,10 +82,10 @@ assert torch.__version__.split("+")[0] == os.environ["TORCH_PIN"], f"torch was c
 import trl
 import verl
 from verl.trainer.ppo import core_algos  # noqa: F401
-from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: F401  (the legacy trainer's path)
-from verl.trainer.ppo.v1 import trainer_base  # noqa: F401  (the default trainer's path)
+from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: F401  (the legacy trainer path)
+from verl.trainer.ppo.v1 import trainer_base  # noqa: F401  (the default trainer path)
 
-print(f"install_trainers: verl {verl.__version__}, trl {trl.__version__}, torch {torch.__version__}")
-PYEOF
-grep "^install_trainers: verl " "$LOG"
+print(f"verl {verl.__version__}, trl {trl.__version__}, torch {torch.__version__}")
+'
+step "checking that the trainers import" env TORCH_PIN="$TORCH_PIN" "$PY" -c "$CHECK_TRAINERS"
 echo "$WANT_STAMP" >"$STAMP"

@@ -211,4 +211,7 @@ def main(argv: list[str] | None = None) -> None:
 _register_on_import()
 
 if __name__ == "__main__":  # pragma: no cover - a training launch
-    main()
+    # Through the importable module, so that what is pickled for Ray names it, not __main__.
+    from gapo_kernels.integrations.skyrl import main as _main
+
+    _main()

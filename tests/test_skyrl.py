@@ -166,6 +166,13 @@ def test_registered_settings_reach_the_estimator():
     assert_close(advantages, expected_token_advantages(rewards, mask, uids, tau=0.2, baseline="median", scale="std", eps=1e-3))
 
 
+def test_scale_none_is_not_read_as_unset():
+    gapo_skyrl.register(scale="none")
+    rewards, mask, uids = token_batch(9)
+    advantages, _ = trainer_call(rewards, mask, list(uids), "gapo", grpo_norm_by_std=True)
+    assert_close(advantages, expected_token_advantages(rewards, mask, uids, tau=0.5, baseline="hdi_median", scale="none"))
+
+
 def test_step_wise_index_and_all_ones_mask():
     """Step-wise training passes np.array(uids)[is_last_step] (a str array) and an all-ones mask."""
     rewards, mask, uids = token_batch(3, missing=0.05)

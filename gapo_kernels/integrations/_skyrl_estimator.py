@@ -17,6 +17,17 @@ import torch
 from ._common import outcome_advantage, resolve_settings
 
 
+def scale_as_norm_flag(settings: dict[str, Any], norm_adv_by_std: bool | None) -> tuple[dict[str, Any], bool | None]:
+    """``(config, norm_adv_by_std_in_grpo)`` for :func:`resolve_settings`.
+
+    resolve_settings reads the string "none" as "not set" for every key, so an explicit
+    ``gapo_scale="none"`` is passed on as ``norm_adv_by_std_in_grpo=False``, which means the same.
+    """
+    if str(settings.get("gapo_scale", "")).strip().lower() == "none":
+        return {key: value for key, value in settings.items() if key != "gapo_scale"}, False
+    return settings, norm_adv_by_std
+
+
 class SkyRLEstimator:
     """A SkyRL advantage estimator computing GAPO estimator ``name`` with ``settings``.
 
@@ -26,7 +37,7 @@ class SkyRLEstimator:
     """
 
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
-        resolve_settings(settings, estimator=name)  # fail at registration, not at the first step
+        resolve_settings(scale_as_norm_flag(settings, True)[0], estimator=name)  # fail now, not at a step
         self.name = name
         self.settings = dict(settings)
         self.__name__ = self.__qualname__ = f"compute_{name}_advantage"
@@ -43,9 +54,8 @@ class SkyRLEstimator:
 
     def resolved(self, grpo_norm_by_std: bool = True, epsilon: float | None = None) -> dict[str, Any]:
         """``{"tau", "baseline", "scale", "eps"}`` used for a call with these SkyRL arguments."""
-        return resolve_settings(
-            self.settings, estimator=self.name, epsilon=epsilon, norm_adv_by_std_in_grpo=grpo_norm_by_std
-        )
+        config, norm = scale_as_norm_flag(self.settings, grpo_norm_by_std)
+        return resolve_settings(config, estimator=self.name, epsilon=epsilon, norm_adv_by_std_in_grpo=norm)
 
     def __call__(
         self,
@@ -66,12 +76,13 @@ class SkyRLEstimator:
                 f"gapo_kernels: SkyRL advantage estimator {self.name!r} computing with "
                 f"{self.resolved(grpo_norm_by_std, epsilon)}"
             )
+        config, norm = scale_as_norm_flag(self.settings, grpo_norm_by_std)
         return outcome_advantage(
             self.name,
             token_level_rewards,
             response_mask,
             index,
             epsilon=epsilon,
-            norm_adv_by_std_in_grpo=grpo_norm_by_std,
-            config=self.settings,
+            norm_adv_by_std_in_grpo=norm,
+            config=config,
         )

@@ -151,7 +151,12 @@ class GAPOSettings:
 
     def resolved(self, no_std_norm: bool = False) -> dict[str, Any]:
         """``{"tau", "baseline", "scale", "eps"}`` for :func:`gapo_kernels.advantage`."""
-        return resolve_settings(self.config(), estimator=self.estimator, norm_adv_by_std_in_grpo=not no_std_norm)
+        config, norm = self.config(), not no_std_norm
+        if str(config.get("gapo_scale", "")).strip().lower() == "none":
+            # resolve_settings reads the string "none" as "not set"; the norm flag says it instead.
+            del config["gapo_scale"]
+            norm = False
+        return resolve_settings(config, estimator=self.estimator, norm_adv_by_std_in_grpo=norm)
 
 
 def _settings_of(args: Any, estimator: str) -> GAPOSettings:

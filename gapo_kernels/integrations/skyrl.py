@@ -58,7 +58,7 @@ except ImportError as error:  # pragma: no cover - exercised only without skyrl
     ) from error
 
 from ._common import ESTIMATOR_BASELINES, resolve_settings
-from ._skyrl_estimator import SkyRLEstimator
+from ._skyrl_estimator import SkyRLEstimator, scale_as_norm_flag
 
 __all__ = ["ESTIMATOR_BASELINES", "SkyRLEstimator", "main", "register", "registered_settings"]
 
@@ -80,7 +80,7 @@ def _settings_config(name: str, tau: Any, baseline: Any, scale: Any, eps: Any) -
     if eps is not None:
         config["gapo_eps"] = eps
     try:
-        resolved = resolve_settings(config, estimator=name, norm_adv_by_std_in_grpo=True)
+        resolved = resolve_settings(scale_as_norm_flag(config, True)[0], estimator=name)
     except (TypeError, ValueError) as error:
         raise type(error)(f"gapo_kernels.integrations.skyrl.register: {error}") from None
     # Store parsed values (the gapo.* command-line overrides arrive as strings).

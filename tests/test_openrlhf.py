@@ -201,6 +201,20 @@ def test_advantages_match_reference(name, no_std_norm, kl_coef):
     assert all(e.kl is None and "return" in e.info and "group_reward_std" in e.info for e in out)
 
 
+def test_args_built_elsewhere_get_the_defaults():
+    """A trainer given args with the GAPO name but without this entry point's settings."""
+    n = 4
+    args = SimpleNamespace(
+        algo=SimpleNamespace(advantage=SimpleNamespace(estimator="gapo")),
+        rollout=SimpleNamespace(n_samples_per_prompt=n),
+        reward=SimpleNamespace(clip_range=(-10, 10)),
+    )
+    experiences = make_experiences(16, n=n, missing=0.1, rejected=0.1)
+    want = expected(experiences, args, n=n, kl_coef=0.01, tau=0.5, baseline="hdi_median", scale="rms")
+    out = maker_for(args, 0.01).compute_advantages_and_returns(experiences)
+    np.testing.assert_allclose(gathered(out, "advantages"), want, rtol=1e-5, atol=1e-5)
+
+
 def test_explicit_settings_are_used():
     n = 8
     args = cli_args(

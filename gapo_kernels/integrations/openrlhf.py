@@ -183,7 +183,8 @@ class GAPOExperienceMaker(RemoteExperienceMaker):
     @torch.no_grad()
     def _gapo_advantages_and_returns(self, estimator: str, experiences):
         args = self.strategy.args
-        settings = _settings_of(args, estimator).resolved(no_std_norm=bool(args.algo.advantage.no_std_norm))
+        no_std_norm = bool(getattr(args.algo.advantage, "no_std_norm", False))
+        settings = _settings_of(args, estimator).resolved(no_std_norm=no_std_norm)
         if not getattr(self, "_gapo_logged", False):
             self._gapo_logged = True
             _log(f"gapo_kernels: OpenRLHF advantage estimator {estimator!r} computing with {settings}")
@@ -224,7 +225,7 @@ class GAPOExperienceMaker(RemoteExperienceMaker):
                 self.kl_ctl.value,
                 experience.kl,
                 action_mask=experience.action_mask,
-                reward_clip_range=args.reward.clip_range,
+                reward_clip_range=getattr(args.reward, "clip_range", None),
             )
             # An outcome estimator, like OpenRLHF's group ones: undiscounted returns.
             experience.returns = self.get_cumulative_returns(reward, experience.action_mask, 1.0)
@@ -298,7 +299,7 @@ def _run_cli(argv: list[str], *, stop_after_parse: bool) -> Any:
             args.algo.advantage.gapo = settings
             _log(
                 f"gapo_kernels: --algo.advantage.estimator {settings.estimator} with "
-                f"{settings.resolved(no_std_norm=bool(args.algo.advantage.no_std_norm))}"
+                f"{settings.resolved(no_std_norm=bool(getattr(args.algo.advantage, 'no_std_norm', False)))}"
             )
         if stop_after_parse:
             raise _ParsedArgs(args)

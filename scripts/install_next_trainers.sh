@@ -28,7 +28,8 @@ find_python312() {
     local candidate
     for candidate in "${GAPO_PYTHON312:-}" "$(command -v python3.12 || true)" /root/.pyenv/versions/3.12*/bin/python \
         "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python; do
-        if [[ -n "$candidate" && -x "$candidate" ]] && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+        if [[ -n "$candidate" && -x "$candidate" ]] &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; then
             echo "$candidate"
             return 0
         fi

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("openrlhf", reason="needs OpenRLHF 0.11: run scripts/install_next_trainers.sh")
+pytest.importorskip("openrlhf", reason="needs OpenRLHF 0.11: run GAPO_NEXT_TRAINERS=1 scripts/test_next_trainers.sh")
 
 STUBS = Path(__file__).parent / "stubs"
 if importlib.util.find_spec("flash_attn") is None:

@@ -18,7 +18,7 @@ import torch
 
 ppo_utils = pytest.importorskip(
     "skyrl.backends.skyrl_train.utils.ppo_utils",
-    reason="needs SkyRL 0.3 (Python >= 3.12): run scripts/test_next_trainers.sh",
+    reason="needs SkyRL 0.3 (Python >= 3.12): run GAPO_NEXT_TRAINERS=1 scripts/test_next_trainers.sh",
 )
 from skyrl.train.config import AlgorithmConfig  # noqa: E402
 
@@ -65,6 +65,21 @@ def test_importing_the_module_registers_every_name():
         estimator = Registry.get(name)
         assert isinstance(estimator, SkyRLEstimator) and estimator.name == name
     assert gapo_skyrl.registered_settings() == {name: {"gapo_tau": 0.5} for name in NAMES}
+
+
+def test_skyrls_config_validation_accepts_the_names():
+    """SkyRL's validate_cfg (run by its entry point before training) checks the registry."""
+    from skyrl.train.config import SkyRLTrainConfig
+    from skyrl.train.utils.utils import validate_cfg
+
+    def config(estimator):
+        overrides = [f"trainer.algorithm.advantage_estimator={estimator}", "trainer.logger=console"]
+        return SkyRLTrainConfig.from_cli_overrides(overrides)
+
+    for name in NAMES:
+        validate_cfg(config(name))
+    with pytest.raises(AssertionError, match="invalid advantage_estimator: gapo_typo"):
+        validate_cfg(config("gapo_typo"))
 
 
 def test_register_replaces_ours_and_refuses_anyone_elses():

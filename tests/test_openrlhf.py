@@ -149,7 +149,11 @@ def test_cli_adds_the_estimators_and_their_flags():
     [
         (["--algo.advantage.estimator", "gapo", "--algo.advantage.gapo_tau", "0"], ValueError, "tau"),
         (["--algo.advantage.estimator", "gapo", "--algo.advantage.gapo_baseline", "hdi"], ValueError, "baseline"),
-        (["--algo.advantage.estimator", "gapo_median", "--algo.advantage.gapo_baseline", "mean"], ValueError, "gapo_median"),
+        (
+            ["--algo.advantage.estimator", "gapo_median", "--algo.advantage.gapo_baseline", "mean"],
+            ValueError,
+            "gapo_median",
+        ),
         (["--algo.advantage.estimator", "group_norm", "--algo.advantage.gapo_tau", "0.5"], ValueError, "gapo_tau"),
         (["--algo.advantage.estimator", "gapo", "--rollout.n_samples_per_prompt", "1"], SystemExit, None),
     ],

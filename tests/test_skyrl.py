@@ -178,14 +178,16 @@ def test_registered_settings_reach_the_estimator():
     rewards, mask, uids = token_batch(7, missing=0.05)
     # an explicit scale wins over grpo_norm_by_std
     advantages, _ = trainer_call(rewards, mask, list(uids), "gapo", grpo_norm_by_std=False)
-    assert_close(advantages, expected_token_advantages(rewards, mask, uids, tau=0.2, baseline="median", scale="std", eps=1e-3))
+    want = expected_token_advantages(rewards, mask, uids, tau=0.2, baseline="median", scale="std", eps=1e-3)
+    assert_close(advantages, want)
 
 
 def test_scale_none_is_not_read_as_unset():
     gapo_skyrl.register(scale="none")
     rewards, mask, uids = token_batch(9)
     advantages, _ = trainer_call(rewards, mask, list(uids), "gapo", grpo_norm_by_std=True)
-    assert_close(advantages, expected_token_advantages(rewards, mask, uids, tau=0.5, baseline="hdi_median", scale="none"))
+    want = expected_token_advantages(rewards, mask, uids, tau=0.5, baseline="hdi_median", scale="none")
+    assert_close(advantages, want)
 
 
 def test_step_wise_index_and_all_ones_mask():
@@ -194,7 +196,8 @@ def test_step_wise_index_and_all_ones_mask():
     index = np.array(list(uids))  # dtype <U36, as trainer.py builds it
     ones = torch.ones_like(mask)
     advantages, _ = trainer_call(rewards, ones, index, "gapo")
-    assert_close(advantages, expected_token_advantages(rewards, ones, uids, tau=0.5, baseline="hdi_median", scale="rms"))
+    want = expected_token_advantages(rewards, ones, uids, tau=0.5, baseline="hdi_median", scale="rms")
+    assert_close(advantages, want)
 
 
 def test_labels_in_any_order_give_the_same_rows():
@@ -270,7 +273,8 @@ def test_registration_survives_skyrls_ray_sync(local_ray):
             os.getpid(),
         )
 
-    advantages, settings, imported_registering_module, pid = local_ray.get(worker_step.remote(rewards, mask, list(uids)))
+    result = local_ray.get(worker_step.remote(rewards, mask, list(uids)))
+    advantages, settings, imported_registering_module, pid = result
     assert pid != os.getpid()
     assert settings == {"gapo_tau": 0.3, "gapo_baseline": "hdi_mean"}
     assert not imported_registering_module

@@ -110,19 +110,17 @@ _STAND_IN = "group_norm"
 
 def _check_structure() -> None:
     """Fail at import when OpenRLHF's pieces this adapter uses are not where 0.11 has them."""
-    missing = [
-        name
-        for name, present in (
-            ("RemoteExperienceMaker.compute_advantages_and_returns", hasattr(RemoteExperienceMaker, "compute_advantages_and_returns")),
-            ("RemoteExperienceMaker.get_cumulative_returns", hasattr(RemoteExperienceMaker, "get_cumulative_returns")),
-            ("openrlhf.trainer.ppo_trainer.RemoteExperienceMaker", hasattr(_ppo_trainer, "RemoteExperienceMaker")),
-            ("openrlhf.utils.config.hierarchize", hasattr(_openrlhf_config, "hierarchize")),
-        )
-        if not present
-    ]
+    needed = (
+        (RemoteExperienceMaker, "RemoteExperienceMaker", "compute_advantages_and_returns"),
+        (RemoteExperienceMaker, "RemoteExperienceMaker", "get_cumulative_returns"),
+        (_ppo_trainer, "openrlhf.trainer.ppo_trainer", "RemoteExperienceMaker"),
+        (_openrlhf_config, "openrlhf.utils.config", "hierarchize"),
+    )
+    missing = [f"{where}.{attribute}" for owner, where, attribute in needed if not hasattr(owner, attribute)]
     if missing:
         raise ImportError(
-            f"openrlhf {_OPENRLHF_VERSION} lacks what gapo_kernels.integrations.openrlhf overrides: {', '.join(missing)}"
+            f"openrlhf {_OPENRLHF_VERSION} lacks what gapo_kernels.integrations.openrlhf overrides: "
+            + ", ".join(missing)
         )
 
 

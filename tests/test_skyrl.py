@@ -266,23 +266,26 @@ def test_registration_survives_skyrls_ray_sync(local_ray):
             grpo_norm_by_std=True,
         )
         estimator = worker_ppo_utils.AdvantageEstimatorRegistry.get("gapo")
-        return (
-            advantages,
-            dict(estimator.settings),
-            "gapo_kernels.integrations.skyrl" in sys.modules,
-            os.getpid(),
-        )
+        imported_registering_module = "gapo_kernels.integrations.skyrl" in sys.modules
+        # Importing the module in a worker keeps the synced estimators (no defaults over them).
+        import gapo_kernels.integrations.skyrl  # noqa: F401
+
+        after_import = worker_ppo_utils.AdvantageEstimatorRegistry.get("gapo")
+        settings = (dict(estimator.settings), dict(after_import.settings))
+        return advantages, *settings, imported_registering_module, os.getpid()
 
     result = local_ray.get(worker_step.remote(rewards, mask, list(uids)))
-    advantages, settings, imported_registering_module, pid = result
+    advantages, settings, settings_after_import, imported_registering_module, pid = result
     assert pid != os.getpid()
-    assert settings == {"gapo_tau": 0.3, "gapo_baseline": "hdi_mean"}
+    assert settings == settings_after_import == {"gapo_tau": 0.3, "gapo_baseline": "hdi_mean"}
     assert not imported_registering_module
     assert_close(advantages, expected_token_advantages(rewards, mask, uids, tau=0.3, baseline="hdi_mean", scale="rms"))
 
+    actor = local_ray.get_actor(Registry._actor_name)
+    shipped = pickle.loads(local_ray.get(actor.get.remote("gapo")))
+    assert shipped.settings == {"gapo_tau": 0.3, "gapo_baseline": "hdi_mean"}
     # A later register() in the driver reaches the actor too (register pushes when Ray is up).
     gapo_skyrl.register(tau=0.9)
-    actor = local_ray.get_actor(Registry._actor_name)
     shipped = pickle.loads(local_ray.get(actor.get.remote("gapo")))
     assert shipped.settings == {"gapo_tau": 0.9}
     assert "gapo_kernels" in sys.modules  # (the driver, of course, has it)

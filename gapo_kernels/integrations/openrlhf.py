@@ -33,13 +33,14 @@ How it is wired, smallest override first:
   imports this module there first: no runtime-env hook is needed.
 * The entry point runs OpenRLHF's own ``train_ppo_ray`` as ``__main__``: it takes the GAPO
   flags off the command line, gives OpenRLHF's parser ``group_norm`` in place of the GAPO name
-  (so OpenRLHF validates the run as the group estimator it is), and puts the GAPO name and
-  settings back into the nested arguments when OpenRLHF's ``hierarchize`` builds them, before
-  OpenRLHF validates them and starts training.
+  (only so that its argparse ``choices`` accept the run), and puts the GAPO name and settings
+  back into the nested arguments when OpenRLHF's ``hierarchize`` builds them, before OpenRLHF
+  checks them and starts training; it checks ``n_samples_per_prompt`` > 1 there itself, as
+  OpenRLHF does for its group estimators.
 
-Versions: written against OpenRLHF 0.11.2 and accepted for 0.11.x; other versions (whose
-argument layout or experience maker differ: 0.10 has flat ``args.advantage_estimator``) are
-refused at import with the version found. The structure this relies on is checked at import too.
+Versions: tested with OpenRLHF 0.11.2 and accepted for 0.11.x, whose nested ``args.algo.*``
+layout and experience maker this override is written against; any other minor version is
+refused at import, naming the version found, and the pieces overridden are checked to exist.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Import-only stand-in (see flash_attn/__init__.py)."""

@@ -97,7 +97,7 @@ def emulate(exe, values, offsets, *, path, key_dtype, tau, baseline, scale, eps=
 
 
 def as_torch_stats(stats: GroupStats, dtype: torch.dtype) -> GroupStats:
-    return GroupStats(*(torch.from_numpy(np.array(c)).to(dtype) for c in stats[:-1]), torch.from_numpy(np.array(stats.count)))
+    return GroupStats(*(torch.from_numpy(np.array(c)).to(dtype) for c in stats[:7]), torch.from_numpy(np.array(stats.count)))
 
 
 @pytest.mark.parametrize("baseline", BASELINES)

@@ -17,8 +17,10 @@ with probability ``rate`` (swept).
    group-relative policy gradient: each step samples G actions per prompt, scores them with
    the contaminated reward, and moves the logits by A * grad log pi with A from each
    estimator (S = RMS about Q, as in GAPO and GRPO). Reported: the CLEAN expected reward the
-   policy reaches (outliers removed), as a fraction of the best possible, mean and 95%
-   confidence interval over seeds, for G = 8 and 16.
+   policy reaches (outliers removed), as the fraction of the gap from the uniform policy to the
+   best one that it closes, at the end and averaged over training, with 95% confidence
+   intervals over seeds, and the paired difference to GRPO (same task and draws per seed),
+   for G = 8 and 16.
 
 Results go to ``benchmarks/results/quality/`` (quality.json and quality.png).
 """
@@ -91,12 +93,12 @@ def baseline_quality(group_size: int, rate: float, num_groups: int, seed: int) -
 
 # --- 2. a contextual bandit trained with each estimator -----------------------------------------
 def train_bandit(baseline: str, tau: float, group_size: int, rate: float, seed: int, *, prompts: int, actions: int,
-                 batch: int, steps: int, lr: float, record_every: int) -> list[float]:
-    """Clean expected reward / best possible, recorded every ``record_every`` steps."""
+                 batch: int, steps: int, lr: float, record_every: int, spread: float) -> list[float]:
+    """Clean reward gained, (E_pi[clean] - E_uniform) / (best - E_uniform), every ``record_every`` steps."""
     rng = np.random.default_rng(seed)  # the same task and the same draws for every estimator
-    mu = rng.uniform(0.0, 1.0, (prompts, actions))  # clean expected reward of each action
+    mu = rng.uniform(0.5 - spread / 2, 0.5 + spread / 2, (prompts, actions))  # clean expected reward of each action
     direction = skew_directions(rng, prompts)
-    best = mu.max(1).mean()
+    best, uniform = mu.max(1).mean(), mu.mean()
     logits = np.zeros((prompts, actions))
     curve = []
     offsets = torch.arange(0, batch * group_size + 1, group_size)
@@ -104,7 +106,7 @@ def train_bandit(baseline: str, tau: float, group_size: int, rate: float, seed: 
         policy = np.exp(logits - logits.max(1, keepdims=True))
         policy /= policy.sum(1, keepdims=True)
         if step % record_every == 0:
-            curve.append(float((policy * mu).sum(1).mean() / best))
+            curve.append(float(((policy * mu).sum(1).mean() - uniform) / (best - uniform)))
         if step == steps:
             break
         chosen = rng.choice(prompts, size=batch, replace=False)
@@ -157,25 +159,31 @@ def run(args) -> dict:
             print("  " + f"{rate:>14}" + row)
 
     print(f"\n2. Bandit: {args.prompts} prompts x {args.actions} actions, {args.batch} prompts per step, {args.steps} steps, "
-          f"outlier rate {args.bandit_rate} in skewed prompts, {args.seeds} seeds; clean expected reward / best (95% CI)")
+          f"outlier rate {args.bandit_rate} in skewed prompts, {args.seeds} seeds; clean reward gained: (E[clean] - uniform) / (best - uniform), 95% CI")
     record_every = max(1, args.steps // 40)
     for size in args.group_sizes:
         results["bandit"][f"G={size}"] = {}
+        grpo_curves = None
         for name, (baseline, tau) in ESTIMATORS.items():
             curves = np.array([
                 train_bandit(baseline, tau, size, args.bandit_rate, seed, prompts=args.prompts, actions=args.actions,
-                             batch=args.batch, steps=args.steps, lr=args.lr, record_every=record_every)
+                             batch=args.batch, steps=args.steps, lr=args.lr, record_every=record_every,
+                             spread=args.spread)
                 for seed in range(args.seeds)
             ])
             final_mean, final_ci = confidence_interval(curves[:, -1])
             auc_mean, auc_ci = confidence_interval(curves.mean(1))
+            grpo_curves = curves if grpo_curves is None else grpo_curves  # GRPO comes first
+            diff_mean, diff_ci = confidence_interval(curves.mean(1) - grpo_curves.mean(1))
             results["bandit"][f"G={size}"][name] = {
                 "final": final_mean, "final_ci95": final_ci, "area": auc_mean, "area_ci95": auc_ci,
+                "area_minus_grpo": diff_mean, "area_minus_grpo_ci95": diff_ci,
                 "curve_mean": curves.mean(0).tolist(), "curve_steps": list(range(0, args.steps + 1, record_every)),
                 "curve_ci95": [confidence_interval(curves[:, i])[1] for i in range(curves.shape[1])],
             }
+            paired = "" if curves is grpo_curves else f"   vs GRPO (paired) {diff_mean:+.4f} +- {diff_ci:.4f}"
             print(f"  G = {size:>2}  {name:<14}  final {final_mean:.4f} +- {final_ci:.4f}   "
-                  f"mean over training {auc_mean:.4f} +- {auc_ci:.4f}")
+                  f"mean over training {auc_mean:.4f} +- {auc_ci:.4f}{paired}")
     results["seconds"] = time.time() - started
     print(f"\n({results['seconds']:.1f} s)")
     return results
@@ -209,7 +217,7 @@ def plot(results: dict, path: str) -> str:
             ax.plot(steps, mean, color=colors[name], label=f"{name}: {bandit[name]['final']:.3f}", linewidth=1.6)
             ax.fill_between(steps, mean - ci, mean + ci, color=colors[name], alpha=0.15)
         ax.set_xlabel("policy-gradient step")
-        ax.set_ylabel("clean expected reward / best")
+        ax.set_ylabel("clean reward gained (0 = uniform policy, 1 = best)")
         ax.set_title(f"Bandit, G = {size} (outlier rate {results['settings']['bandit_rate']}; 95% CI over "
                      f"{results['settings']['seeds']} seeds)")
         ax.grid(alpha=0.3)
@@ -225,7 +233,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--groups", type=int, default=20000, help="groups per cell of the baseline experiment")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.4])
     parser.add_argument("--group-sizes", type=int, nargs="+", default=[8, 16])
@@ -234,6 +242,7 @@ def parse_args(argv=None):
     parser.add_argument("--actions", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.5)
+    parser.add_argument("--spread", type=float, default=0.3, help="clean action values span 0.5 +- spread / 2")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "quality"))
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)

@@ -149,17 +149,21 @@ def run(args) -> dict:
         print("  " + f"{'outlier rate':>14}" + "".join(f"{name:>18}" for name in ESTIMATORS))
         for rate in args.rates:
             cell = results["baselines"][f"G={size} rate={rate}"]
-            row = "".join(f"{cell[n]['baseline_error']:>8.3f} ({cell[n]['baseline_error_skewed']:5.2f})  " for n in ESTIMATORS)
+            row = "".join(f"{cell[n]['baseline_error']:>8.3f} ({cell[n]['baseline_error_skewed']:5.2f})  "
+                          for n in ESTIMATORS)
             print("  " + f"{rate:>14}" + row)
         print(f"  G = {size}: share of advantage signs that disagree with the clean sign (skewed groups only)")
         for rate in args.rates:
             cell = results["baselines"][f"G={size} rate={rate}"]
-            row = "".join(f"{100 * cell[n]['sign_disagreement']:>7.2f}% ({100 * cell[n]['sign_disagreement_skewed']:5.2f}%)"
-                          for n in ESTIMATORS)
+            row = "".join(
+                f"{100 * cell[n]['sign_disagreement']:>7.2f}% ({100 * cell[n]['sign_disagreement_skewed']:5.2f}%)"
+                for n in ESTIMATORS
+            )
             print("  " + f"{rate:>14}" + row)
 
-    print(f"\n2. Bandit: {args.prompts} prompts x {args.actions} actions, {args.batch} prompts per step, {args.steps} steps, "
-          f"outlier rate {args.bandit_rate} in skewed prompts, {args.seeds} seeds; clean reward gained: (E[clean] - uniform) / (best - uniform), 95% CI")
+    print(f"\n2. Bandit: {args.prompts} prompts x {args.actions} actions, {args.batch} prompts per step, "
+          f"{args.steps} steps, outlier rate {args.bandit_rate} in skewed prompts, {args.seeds} seeds.\n"
+          "  Clean reward gained, (E[clean] - uniform) / (best - uniform), with 95% CIs:")
     record_every = max(1, args.steps // 40)
     for size in args.group_sizes:
         results["bandit"][f"G={size}"] = {}

@@ -130,7 +130,7 @@ def _read_table(path: str, progress: Progress, step_col: str, group_col: str, re
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise RuntimeError("reading Parquet needs pyarrow (pip install pyarrow), or give a CSV/JSONL table") from None
+            raise RuntimeError("reading Parquet needs pyarrow (pip install pyarrow); or give a CSV/JSONL table") from None
         table = pq.read_table(path)
         missing = [c for c in (step_col, group_col, reward_col) if c not in table.column_names]
         if missing:
@@ -177,7 +177,10 @@ def load_rewards(path: str, *, step_col: str = "step", group_col: str = "group",
     bar = Progress(total, f"reading {path}", total >= PROGRESS_MIN_BYTES if progress is None else progress)
     try:
         verl = os.path.isdir(path) or _looks_like_verl(files[0], verl_score_key)
-        log = _read_verl(files, bar, verl_score_key) if verl else _read_table(files[0], bar, step_col, group_col, reward_col)
+        if verl:
+            log = _read_verl(files, bar, verl_score_key)
+        else:
+            log = _read_table(files[0], bar, step_col, group_col, reward_col)
     finally:
         bar.close()
     log.source = path
@@ -271,7 +274,8 @@ def _rows_by_step(steps: np.ndarray) -> dict:
 
 def format_table(summaries: list[StepSummary]) -> str:
     """The compact per-step table, then one line over all steps."""
-    header = f"{'step':>6} {'groups':>7} {'normal':>7} {'right':>7} {'left':>7} {'sym':>7} {'|Q-mean|/S':>11} {'sign flips':>11}"
+    header = (f"{'step':>6} {'groups':>7} {'normal':>7} {'right':>7} {'left':>7} {'sym':>7} "
+              f"{'|Q-mean|/S':>11} {'sign flips':>11}")
     lines = [header, "-" * len(header)]
 
     def pct(x: float) -> str:
@@ -401,7 +405,8 @@ def plot_report(summaries: list[StepSummary], path: str, *, tau: float = 0.5, ex
         ax.tick_params(labelsize=7)
         if slot == 0:
             handles, labels = ax.get_legend_handles_labels()
-            fig.legend(handles, labels, fontsize=9, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.02))
+            fig.legend(handles, labels, fontsize=9, loc="lower center", ncol=3, frameon=False,
+                       bbox_to_anchor=(0.5, -0.02))
     if not picked:
         ax = fig.add_subplot(grid[1, :])
         ax.axis("off")

@@ -38,7 +38,15 @@ try:  # the compiled library registers torch.ops.gapo.group_shape when imported
 except ImportError:  # a source checkout that was never built: the NumPy rule serves
     _C = None
 
-__all__ = ["RewardShape", "SHAPE_MIN_REWARDS", "shape_of_group", "shape_from_votes", "group_shapes", "shape_columns", "stats_with_shape_columns"]
+__all__ = [
+    "RewardShape",
+    "SHAPE_MIN_REWARDS",
+    "shape_of_group",
+    "shape_from_votes",
+    "group_shapes",
+    "shape_columns",
+    "stats_with_shape_columns",
+]
 
 SHAPE_MIN_REWARDS = 3
 RANK_VOTE_MIN_REWARDS = 8
@@ -91,7 +99,9 @@ def shape_of_group(rewards) -> tuple[float, float, RewardShape]:
         abs(skewness) < 0.5,
         abs(kurtosis) < 0.5,
         abs(mean - median) < 0.1 * std if std > 0 else True,
-        abs(percent_within(1) - 68.27) < 15 and abs(percent_within(2) - 95.45) < 10 and abs(percent_within(3) - 99.73) < 5,
+        abs(percent_within(1) - 68.27) < 15
+        and abs(percent_within(2) - 95.45) < 10
+        and abs(percent_within(3) - 99.73) < 5,
     ]
     if n >= RANK_VOTE_MIN_REWARDS:
         ranks = np.arange(n) - (n - 1) / 2

@@ -136,7 +136,8 @@ std::tuple<Tensor, Tensor> group_stats_with_shape_cpu(const Tensor& rewards, con
   const Params params = make_params(tau, baseline, scale, /*eps=*/0.0);
   const int64_t num_groups = offsets.numel() - 1;
   const bool is_double = rewards.scalar_type() == ScalarType::Double;
-  Tensor floats = torch::stable::new_empty(rewards, {9, num_groups}, is_double ? ScalarType::Double : ScalarType::Float);
+  const auto stat_type = is_double ? ScalarType::Double : ScalarType::Float;
+  Tensor floats = torch::stable::new_empty(rewards, {9, num_groups}, stat_type);
   Tensor integers = torch::stable::new_empty(rewards, {2, num_groups}, ScalarType::Long);
 
   const auto run = [&](auto index_tag, auto reward_tag, auto stat_tag) {
@@ -145,11 +146,11 @@ std::tuple<Tensor, Tensor> group_stats_with_shape_cpu(const Tensor& rewards, con
     using S = decltype(stat_tag);
     const Index* off = offsets.const_data_ptr<Index>();
     check_offsets_partition(off, num_groups, rewards.numel());
-    S* f = floats.mutable_data_ptr<S>();
-    int64_t* i = integers.mutable_data_ptr<int64_t>();
-    const int64_t G = num_groups;
-    const StatsColumns<S> out{f,         f + G,     f + 2 * G, f + 3 * G, f + 4 * G, f + 5 * G,
-                              f + 6 * G, i,         f + 7 * G, f + 8 * G, i + G};
+    S* float_rows = floats.mutable_data_ptr<S>();
+    int64_t* integer_rows = integers.mutable_data_ptr<int64_t>();
+    const auto row = [&](int64_t r) { return float_rows + r * num_groups; };
+    const StatsColumns<S> out{row(0), row(1), row(2),       row(3), row(4), row(5),
+                              row(6), integer_rows, row(7), row(8), integer_rows + num_groups};
     write_stats_with_shape(rewards.const_data_ptr<T>(), rewards.stride(0), off, num_groups, params, out);
   };
   const auto with_reward_type = [&](auto index_tag) {

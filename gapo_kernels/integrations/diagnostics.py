@@ -57,7 +57,12 @@ DIAGNOSTIC_KEYS = (
 )
 
 # The classes behind the frac_shape_* keys, in that order (RewardShape values).
-_SHARED_SHAPES = (RewardShape.NORMAL, RewardShape.RIGHT_SKEWED, RewardShape.LEFT_SKEWED, RewardShape.SYMMETRIC_NON_NORMAL)
+_SHARED_SHAPES = (
+    RewardShape.NORMAL,
+    RewardShape.RIGHT_SKEWED,
+    RewardShape.LEFT_SKEWED,
+    RewardShape.SYMMETRIC_NON_NORMAL,
+)
 
 
 def diagnostics_from_stats(stats: GroupStats, num_rewards: int, *, prefix: str = "") -> dict[str, float]:

@@ -14,6 +14,12 @@ STABLE_TORCH_LIBRARY(gapo, m) {
   m.def(
       "group_stats(Tensor rewards, Tensor offsets, float tau, str baseline, str scale) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // group_stats' columns and each group's (skewness, excess kurtosis, RewardShape) by the GAPO
+  // authors' rule (gapo/reward_shape.h), from one sort per group, as two blocks: float rows
+  // (Q, S, hdi_low, hdi_high, mean, min, max, skewness, kurtosis) and int64 rows (count, shape).
+  m.def(
+      "group_stats_with_shape(Tensor rewards, Tensor offsets, float tau, str baseline, str scale) "
+      "-> (Tensor, Tensor)");
   // Advantages when groups are named by integer ids in any order: grouping and the
   // per-group work happen in one compiled call, and the output is in the input's row order.
   m.def(

@@ -11,6 +11,7 @@ The contract is ../shared/SPEC.md; ``gapo_kernels.reference`` is its executable 
 from . import reference
 from ._types import GroupStats
 from .ops import advantage, available_backends, build_info, group_stats
+from .shape import RewardShape
 
 __version__ = "0.1.0"
-__all__ = ["advantage", "group_stats", "available_backends", "build_info", "reference", "GroupStats"]
+__all__ = ["advantage", "group_stats", "available_backends", "build_info", "reference", "GroupStats", "RewardShape"]

@@ -24,6 +24,7 @@ import torch
 
 from . import _checks, reference, torch_backend
 from ._types import GroupStats
+from .shape import shape_columns, stats_with_shape_columns
 
 try:  # _C loads lib/libgapo_ops.so, the ops library, which registers torch.ops.gapo as it loads
     from . import _C
@@ -297,7 +298,9 @@ def group_stats(
     eps: float = 1e-6,
     backend: str = "auto",
 ) -> GroupStats:
-    """Per group: Q, S, the HDI window bounds, mean, min, max and n (see ``GroupStats``).
+    """Per group: Q, S, the HDI window bounds, mean, min, max, n, skewness, kurtosis and shape.
+
+    See ``GroupStats``; ``shape`` holds :class:`gapo_kernels.RewardShape` values.
 
     With ``group_ids`` the groups come in ascending id order (that of ``torch.unique``).
     ``eps`` changes no statistic; it is accepted so the call mirrors ``advantage``.
@@ -324,14 +327,18 @@ def group_stats(
         if rewards.device.type == "meta":  # shape-only: the compiled op's fake kernel
             return GroupStats(*_group_stats_fake(rewards, offsets, tau, baseline, scale))
 
-    if name in ("cpu", "cuda"):
-        return GroupStats(*torch.ops.gapo.group_stats(rewards, offsets, float(tau), baseline, scale))
+    if name == "cpu":  # one sort per group serves the statistics and the shape
+        blocks = torch.ops.gapo.group_stats_with_shape(rewards, offsets, float(tau), baseline, scale)
+        return GroupStats(*stats_with_shape_columns(*blocks))
+    if name == "cuda":
+        columns = torch.ops.gapo.group_stats(rewards, offsets, float(tau), baseline, scale)
+        return GroupStats(*columns, *shape_columns(rewards, offsets))
     if name == "reference":
         values = rewards.detach().to("cpu", torch.float64).numpy()
         stats = reference.group_stats(values, offsets.cpu().numpy(), tau=tau, baseline=baseline, scale=scale)
         stat_dtype = torch.float64 if rewards.dtype == torch.float64 else torch.float32
-        return GroupStats(
-            *(torch.from_numpy(np.asarray(c)).to(rewards.device, stat_dtype) for c in stats[:-1]),
-            torch.from_numpy(stats.count).to(rewards.device),
+        return GroupStats(  # float64 columns in the stats dtype; count and shape stay int64
+            *(torch.from_numpy(c).to(rewards.device, stat_dtype if c.dtype.kind == "f" else torch.int64) for c in stats)
         )
-    return torch_backend.group_stats(rewards, offsets, float(tau), baseline, scale)
+    columns = torch_backend.group_stats(rewards, offsets, float(tau), baseline, scale)[:8]
+    return GroupStats(*columns, *shape_columns(rewards, offsets))

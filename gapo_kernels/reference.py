@@ -15,6 +15,7 @@ import numpy as np
 
 from ._checks import check_grouping_choice, check_hyperparameters, check_offsets_values
 from ._types import GroupStats
+from .shape import shape_of_group
 
 __all__ = ["advantage", "group_stats", "window_size", "hdi_start"]
 
@@ -190,7 +191,7 @@ def advantage(rewards, offsets=None, *, group_ids=None, tau=0.5, baseline="hdi_m
 
 
 def group_stats(rewards, offsets=None, *, group_ids=None, tau=0.5, baseline="hdi_median", scale="rms", eps=1e-6):
-    """Per-group ``GroupStats`` of float64 arrays (count is int64).
+    """Per-group ``GroupStats`` of float64 arrays (count and shape are int64).
 
     With ``group_ids`` the groups come in ascending id order.
     ``eps`` does not change any statistic; it is accepted for a uniform signature.
@@ -199,8 +200,10 @@ def group_stats(rewards, offsets=None, *, group_ids=None, tau=0.5, baseline="hdi
     check_hyperparameters(tau, baseline, scale, eps)
     groups, _ = _group_index_lists(len(rewards), offsets, group_ids)
     values = rewards.astype(np.float64)
-    rows = [_group_of(values[r], tau, baseline, scale).stats for r in groups]
+    rows = [_group_of(values[r], tau, baseline, scale).stats + shape_of_group(values[r]) for r in groups]
     columns = list(zip(*rows)) if rows else [()] * len(GroupStats._fields)
-    arrays = [np.asarray(c, dtype=np.float64) for c in columns[:-1]]
-    arrays.append(np.asarray(columns[-1], dtype=np.int64))
+    arrays = [np.asarray(c, dtype=np.float64) for c in columns[:7]]  # Q, S, window, mean, min, max
+    arrays.append(np.asarray(columns[7], dtype=np.int64))  # count
+    arrays += [np.asarray(columns[8], dtype=np.float64), np.asarray(columns[9], dtype=np.float64)]
+    arrays.append(np.asarray(columns[10], dtype=np.int64))  # shape
     return GroupStats(*arrays)

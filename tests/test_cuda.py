@@ -96,7 +96,7 @@ def emulate(exe, values, offsets, *, path, key_dtype, tau, baseline, scale, eps=
 
 def as_torch_stats(stats: GroupStats, dtype: torch.dtype) -> GroupStats:
     stat_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    return GroupStats(*(torch.from_numpy(np.array(c)).to(stat_dtype) for c in stats[:-1]),
+    return GroupStats(*(torch.from_numpy(np.array(c)).to(stat_dtype) for c in stats[:7]),
                       torch.from_numpy(np.array(stats.count)))
 
 

@@ -31,7 +31,8 @@ try:
 except ImportError as error:  # fail loudly: CI installs the trainers
     raise ImportError(f"tests marked 'trainers' need verl: run scripts/install_trainers.sh ({error})") from error
 
-from gapo_kernels import reference
+from gapo_kernels import RewardShape, reference
+from gapo_kernels.shape import shape_of_group
 from gapo_kernels.integrations import gapo_diagnostics
 from gapo_kernels.integrations._common import parse_bool, resolve_settings
 
@@ -477,6 +478,8 @@ def diagnostics_by_hand(scores: np.ndarray, index: np.ndarray, tau: float, basel
     for row, label in enumerate(index.tolist()):
         groups.setdefault(label, []).append(row)
     abs_diff, width_frac, above, below, singletons, empty, constant, scorable = [], [], 0, 0, 0, 0, 0, 0
+    shapes = [shape_of_group(scores[rows])[2] for rows in groups.values()]
+    classified = [s for s in shapes if s != RewardShape.TOO_FEW]
     for rows in groups.values():
         values = scores[rows]
         finite = np.sort(values[np.isfinite(values)])
@@ -507,6 +510,11 @@ def diagnostics_by_hand(scores: np.ndarray, index: np.ndarray, tau: float, basel
         "gapo/num_groups": float(len(groups)),
         "gapo/num_empty_groups": float(empty),
         "gapo/num_constant_groups": float(constant),
+        "gapo/frac_shape_normal": classified.count(RewardShape.NORMAL) / len(classified),
+        "gapo/frac_shape_right_skewed": classified.count(RewardShape.RIGHT_SKEWED) / len(classified),
+        "gapo/frac_shape_left_skewed": classified.count(RewardShape.LEFT_SKEWED) / len(classified),
+        "gapo/frac_shape_symmetric_non_normal": classified.count(RewardShape.SYMMETRIC_NON_NORMAL) / len(classified),
+        "gapo/num_shape_too_few_groups": float(len(shapes) - len(classified)),
     }
 
 

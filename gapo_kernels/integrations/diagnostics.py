@@ -18,6 +18,11 @@ The numbers the paper's analysis needs (arXiv 2510.21830, Section 4):
 ``num_singleton_groups``, ``num_missing_rewards``
     groups with one finite reward (Q = 0, S = 1 by the verl convention), and NaN / inf rewards.
 
+``frac_shape_normal``, ``frac_shape_right_skewed``, ``frac_shape_left_skewed``, ``frac_shape_symmetric_non_normal``
+    shares of the groups with 3 or more finite rewards in each :class:`gapo_kernels.RewardShape`
+    (the authors' rule): the paper's "14.4% right-skewed, 15.5% left-skewed" for this batch.
+    They sum to 1. ``num_shape_too_few_groups`` counts the groups too small to classify.
+
 Also ``num_groups``, ``num_empty_groups`` (every reward missing) and ``num_constant_groups``
 (two or more rewards, all equal: advantage 0, no learning signal), for context.
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 import torch
 
 from .._types import GroupStats
+from ..shape import RewardShape
 
 __all__ = ["DIAGNOSTIC_KEYS", "diagnostics_from_stats", "gapo_diagnostics"]
 
@@ -43,6 +49,19 @@ DIAGNOSTIC_KEYS = (
     "num_groups",
     "num_empty_groups",
     "num_constant_groups",
+    "frac_shape_normal",
+    "frac_shape_right_skewed",
+    "frac_shape_left_skewed",
+    "frac_shape_symmetric_non_normal",
+    "num_shape_too_few_groups",
+)
+
+# The classes behind the frac_shape_* keys, in that order (RewardShape values).
+_SHARED_SHAPES = (
+    RewardShape.NORMAL,
+    RewardShape.RIGHT_SKEWED,
+    RewardShape.LEFT_SKEWED,
+    RewardShape.SYMMETRIC_NON_NORMAL,
 )
 
 
@@ -78,6 +97,13 @@ def diagnostics_from_stats(stats: GroupStats, num_rewards: int, *, prefix: str =
     n_scorable = scorable.sum().to(torch.float64)
     n_spread = spread.sum().to(torch.float64)
     width_frac = torch.where(spread, (high - low) / torch.where(spread, group_range, 1.0), zero)
+    if stats.shape is None:  # GroupStats built without the shape columns: nothing to share
+        shape = torch.full_like(count, int(RewardShape.TOO_FEW))
+    else:
+        shape = torch.as_tensor(stats.shape).to(count.device)
+    too_few = (shape == int(RewardShape.TOO_FEW)).sum().to(torch.float64)
+    n_classified = count.numel() - too_few
+    shape_shares = [(shape == int(label)).sum() / n_classified for label in _SHARED_SHAPES]  # NaN: none
     values = torch.stack(
         [
             torch.where(scorable, diff.abs(), zero).sum() / n_scorable,  # NaN when no scorable group
@@ -89,6 +115,8 @@ def diagnostics_from_stats(stats: GroupStats, num_rewards: int, *, prefix: str =
             torch.tensor(float(count.numel()), dtype=torch.float64, device=count.device),
             (count == 0).sum().to(torch.float64),
             constant.sum().to(torch.float64),
+            *shape_shares,
+            too_few,
         ]
     ).tolist()  # the only host transfer
     return {prefix + key: float(value) for key, value in zip(DIAGNOSTIC_KEYS, values)}

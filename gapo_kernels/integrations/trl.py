@@ -13,7 +13,9 @@ function returned None for (NaN) is missing: left out of its group's statistics,
 as in TRL. Everything else (generation, reward functions, loss, KL, vLLM, tools) is TRL's.
 
 The diagnostics of :mod:`gapo_kernels.integrations.diagnostics` are logged with TRL's metrics
-under ``gapo/...`` (averaged over the logging interval like TRL's own ``reward`` etc.).
+under ``gapo/...`` (averaged over the logging interval like TRL's own ``reward`` etc.), among
+them ``gapo/frac_shape_right_skewed`` and ``gapo/frac_shape_left_skewed``: the paper's 14.4% /
+15.5% statistic for this run's own reward groups.
 
 Why there is no RLOOTrainer counterpart: ``RLOOTrainer`` folds a sequence-level KL penalty
 (``beta``, 0.05 by default) and ``reward_clip_range`` into the rewards inside

@@ -193,7 +193,10 @@ def step_build(out: Path) -> dict:
     result = {"cmd": " ".join(cmd), "rc": done.returncode, "seconds": round(time.time() - start, 1),
               "GAPO_CUDA_ARCH": env["GAPO_CUDA_ARCH"]}
     if done.returncode != 0:
-        result["error"] = (done.stdout + done.stderr)[-3000:]
+        lines = (done.stdout + done.stderr).splitlines()
+        errors = [line for line in lines if "error" in line.lower() and "warning" not in line.lower()]
+        result["error"] = "\n".join(errors[:40]) + "\n" + "\n".join(lines[-20:])
+        print("\n".join(errors[:40]))
         return result
     import zipfile
 

@@ -260,7 +260,8 @@ cudaStream_t current_stream(int32_t device_index) {
 #else
   if (&torch_stream_native_handle != nullptr) {  // torch >= 2.13 at run time
     StreamHandle handle = nullptr;
-    STABLE_TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_stream(device_index, &handle));
+    STD_TORCH_CHECK(aoti_torch_get_current_stream(device_index, &handle) == AOTI_TORCH_SUCCESS,
+                    "gapo CUDA error: could not read the current CUDA stream");
     void* native = nullptr;
     const AOTITorchError err = torch_stream_native_handle(handle, &native);
     aoti_torch_delete_stream(handle);

@@ -117,6 +117,11 @@ def _group_of(values: np.ndarray, tau: float, baseline: str, scale: str) -> _Gro
 
 
 def _advantages_of_group(values: np.ndarray, group: _Group, scale: str, eps: float) -> np.ndarray:
+    with np.errstate(over="ignore"):  # r - Q beyond the double range (scale none) is +/-inf
+        return _advantages_in_range(values, group, scale, eps)
+
+
+def _advantages_in_range(values: np.ndarray, group: _Group, scale: str, eps: float) -> np.ndarray:
     out = np.zeros(len(values), dtype=np.float64)
     finite = np.isfinite(values)
     r = values[finite]

@@ -2,8 +2,8 @@
 
 Written for clarity, not speed: one group at a time, float64 throughout, exactly-rounded sums
 (``math.fsum``), and the numerics rule of csrc/gapo/group_logic.h (power-of-two scaling of each
-group, all-equal groups give exactly 0, -0.0 counts as +0.0). Every other backend is tested against this module, and it also serves
-``gapo_kernels.advantage(..., backend="reference")``.
+group, all-equal groups give exactly 0, -0.0 counts as +0.0). Every other backend is tested
+against this module, and it also serves ``gapo_kernels.advantage(..., backend="reference")``.
 """
 
 from __future__ import annotations

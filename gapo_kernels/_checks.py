@@ -10,6 +10,8 @@ from __future__ import annotations
 import numbers
 import sys
 
+# In the order of the C++ enums (csrc/gapo/op_checks.h names them in this order; the index is
+# the code a kernel sees). tests/test_errors.py holds the two lists equal.
 BASELINES = ("hdi_median", "hdi_mean", "median", "mean")
 SCALES = ("rms", "std", "none")
 _LARGEST_FLOAT = sys.float_info.max

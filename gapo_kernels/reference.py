@@ -2,8 +2,8 @@
 
 Written for clarity, not speed: one group at a time, float64 throughout, exactly-rounded sums
 (``math.fsum``), and the numerics rule of csrc/gapo/group_logic.h (power-of-two scaling of each
-group, all-equal groups give exactly 0, -0.0 counts as +0.0). Every other backend is tested against this module, and it also serves
-``gapo_kernels.advantage(..., backend="reference")``.
+group, all-equal groups give exactly 0, -0.0 counts as +0.0). Every other backend is tested
+against this module, and it also serves ``gapo_kernels.advantage(..., backend="reference")``.
 """
 
 from __future__ import annotations
@@ -118,6 +118,11 @@ def _group_of(values: np.ndarray, tau: float, baseline: str, scale: str) -> _Gro
 
 
 def _advantages_of_group(values: np.ndarray, group: _Group, scale: str, eps: float) -> np.ndarray:
+    with np.errstate(over="ignore"):  # r - Q beyond the double range (scale none) is +/-inf
+        return _advantages_in_range(values, group, scale, eps)
+
+
+def _advantages_in_range(values: np.ndarray, group: _Group, scale: str, eps: float) -> np.ndarray:
     out = np.zeros(len(values), dtype=np.float64)
     finite = np.isfinite(values)
     r = values[finite]

@@ -298,3 +298,42 @@ def test_ids_spanning_the_batch_are_grouped_right_on_many_threads():
         torch.testing.assert_close(out, by_torch, rtol=1e-12, atol=1e-12)
     finally:
         torch.set_num_threads(previous)
+
+
+# --- the CUDA kernel bodies (host emulation) on the same hostile groups -------------------------
+from tests.test_cuda import LARGE_PATH, default_path, emulate, emulator  # noqa: E402, F401  (fixture)
+
+HOSTILE_GROUPS = [
+    *([v] * 6 for v in (1e-300, 5e-324, 0.1, 1e12 + 0.3, 1e300, 1.7e308, -0.0, 0.0, -2.5)),
+    [0.1, float("nan"), 0.1, float("inf")],
+    [1e308] * 4, [0.0, 1e155, 2e155], [5e-324, 1e-323, 1.5e-323], [-1.7e308, 1.7e308, 0.0],
+    [1.0, 1.0], [2.0], [-0.0, 0.0, 1.0, -0.0], [3.0, 1e-300, 1e-300, -2.0],
+]
+
+
+@pytest.mark.parametrize("key_dtype,large", [(torch.float32, False), (torch.float64, False), (torch.float64, True)],
+                         ids=["float32-fused", "float64-fused", "float64-large"])
+def test_emulated_cuda_kernels_on_hostile_groups(emulator, key_dtype, large):
+    # Each emulated launch runs one host thread per GPU lane: eps rotates over the cases to keep
+    # this to a dozen launches per parametrisation.
+    values = torch.tensor([v for g in HOSTILE_GROUPS for v in g], dtype=torch.float64).to(key_dtype).double().numpy()
+    offsets = np.cumsum([0] + [len(g) for g in HOSTILE_GROUPS])
+    path = LARGE_PATH if large else default_path(max(len(g) for g in HOSTILE_GROUPS))
+    rtol = 1e-10 if key_dtype == torch.float64 else 1e-6
+    cases = [(baseline, scale) for baseline in BASELINES for scale in SCALES]
+    for index, (baseline, scale) in enumerate(cases):
+        kw = dict(tau=0.5, baseline=baseline, scale=scale, eps=EPSILONS[index % len(EPSILONS)])
+        got, stats = emulate(emulator, values, offsets, path=path, key_dtype=key_dtype, **kw)
+        want = reference.advantage(values, offsets, **kw)
+        assert not np.isnan(got).any(), kw
+        # +/-inf only where r - Q itself is beyond the double range (scale none).
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, err_msg=str(kw))
+        expected = reference.group_stats(values, offsets, tau=0.5, baseline=baseline, scale=scale)
+        np.testing.assert_array_equal(stats.count, expected.count)
+        np.testing.assert_allclose(stats.baseline, expected.baseline.astype(stats.baseline.dtype), rtol=rtol,
+                                   equal_nan=True, err_msg=str(kw))
+        dtype = np.float32 if key_dtype == torch.float32 else np.float64
+        for name in ("hdi_low", "hdi_high", "min", "max"):
+            got_bits = np.asarray(getattr(stats, name), dtype=np.float64)
+            want_bits = np.asarray(getattr(expected, name)).astype(dtype).astype(np.float64)
+            assert got_bits.tobytes() == want_bits.tobytes(), (name, kw)  # signed zeros included

@@ -88,4 +88,4 @@ def test_live_heap_does_not_grow_over_many_calls(name):
     for _ in range(CALLS):
         call()
     grown = _live_heap_bytes() - before
-    assert grown < SLACK_BYTES, f"{name}: live heap grew by {grown} bytes over {CALLS} calls ({grown / CALLS:.1f} B/call)"
+    assert grown < SLACK_BYTES, f"{name}: live heap grew by {grown} bytes in {CALLS} calls ({grown / CALLS:.1f} B/call)"

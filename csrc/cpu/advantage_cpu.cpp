@@ -304,9 +304,8 @@ RowGroups group_rows(const Id* ids, int64_t n, OnPlace on_place) {
   const uint64_t span = static_cast<uint64_t>(max_id) - static_cast<uint64_t>(min_id);
   if (span < static_cast<uint64_t>(std::max<int64_t>(n, 1024))) {
     const int64_t range = static_cast<int64_t>(span) + 1;
-    const int64_t max_chunks = std::max<int64_t>(1, n / range);
-    const int64_t chunks =
-        std::clamp<int64_t>(n / (4 * kRewardsPerTask), 1, std::min<int64_t>(max_chunks, torch::stable::get_num_threads()));
+    const int64_t max_chunks = std::min<int64_t>(std::max<int64_t>(1, n / range), torch::stable::get_num_threads());
+    const int64_t chunks = std::clamp<int64_t>(n / (4 * kRewardsPerTask), 1, max_chunks);
     const auto chunk_begin = [n, chunks](int64_t c) { return n * c / chunks; };
     std::vector<int64_t> cursor(chunks * range, 0);  // per chunk: count, then next slot
     torch::stable::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {

@@ -58,7 +58,8 @@
 
 namespace gapo {
 
-// The numbering is the op's string arguments in this order; ops.cpp maps names to values.
+// The numbering is the order of the names in op_checks.h (kBaselineNames, kScaleNames), which
+// is also the order of gapo_kernels/_checks.BASELINES and SCALES (tests/test_errors.py).
 enum class Baseline : int32_t { HdiMedian = 0, HdiMean = 1, Median = 2, Mean = 3 };
 enum class Scale : int32_t { Rms = 0, Std = 1, None = 2 };
 

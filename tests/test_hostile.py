@@ -301,7 +301,7 @@ def test_ids_spanning_the_batch_are_grouped_right_on_many_threads():
 
 
 # --- the CUDA kernel bodies (host emulation) on the same hostile groups -------------------------
-from tests.test_cuda import LARGE_PATH, default_path, emulate, emulator  # noqa: E402, F401  (fixture)
+from tests.test_cuda import LARGE_PATH, PLANNED_PATH, emulate, emulator  # noqa: E402, F401  (fixture)
 
 HOSTILE_GROUPS = [
     *([v] * 6 for v in (1e-300, 5e-324, 0.1, 1e12 + 0.3, 1e300, 1.7e308, -0.0, 0.0, -2.5)),
@@ -318,7 +318,7 @@ def test_emulated_cuda_kernels_on_hostile_groups(emulator, key_dtype, large):
     # this to a dozen launches per parametrisation.
     values = torch.tensor([v for g in HOSTILE_GROUPS for v in g], dtype=torch.float64).to(key_dtype).double().numpy()
     offsets = np.cumsum([0] + [len(g) for g in HOSTILE_GROUPS])
-    path = LARGE_PATH if large else default_path(max(len(g) for g in HOSTILE_GROUPS))
+    path = LARGE_PATH if large else PLANNED_PATH
     rtol = 1e-10 if key_dtype == torch.float64 else 1e-6
     cases = [(baseline, scale) for baseline in BASELINES for scale in SCALES]
     for index, (baseline, scale) in enumerate(cases):

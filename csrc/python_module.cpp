@@ -1,8 +1,11 @@
 // gapo_kernels._C: importing it loads the ops registered in this library (ops.cpp and the
 // per-device kernels). Its only Python-facing function reports how the library was built.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <string>
+
+#include "cpu/cpu_isa.h"
 
 #ifndef GAPO_VERSION
 #define GAPO_VERSION "unknown"
@@ -31,6 +34,8 @@ py::dict build_info() {
   info["compiler"] = std::string("unknown");
 #endif
   info["stable_abi_target"] = "2.10";
+  info["cpu_isa"] = gapo::cpu::active_cpu_isa_name();  // the CPU kernel's sort path (GAPO_CPU_ISA caps it)
+  info["cpu_isas_supported"] = gapo::cpu::supported_cpu_isa_names();
   return info;
 }
 

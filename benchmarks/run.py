@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU section (and thread scaling, memory)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     ap.add_argument("--no-plot", action="store_true", help="do not draw the size-sweep PNG")
+    ap.add_argument("--group-sizes", choices=("auto", "on", "off"), default="auto",
+                    help="the group-size sweep on every CPU path (benchmarks/group_sizes.py); auto: with --workloads all")
     ap.add_argument("--quick", action="store_true",
                     help="a fast smoke run: fewer workloads (sweep to 1e6), fewer repeats, memory on one workload")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for results.json and size_sweep.png")
@@ -368,6 +370,14 @@ def main(argv=None) -> int:
         suite.cpu_section()
         threads_rows = suite.thread_section()
         memory_rows = suite.memory_section()
+    group_size_rows: list[dict] = []
+    group_size_verdicts: list[dict] = []
+    if not args.no_cpu and (args.group_sizes == "on" or (args.group_sizes == "auto" and args.workloads == "all")):
+        from . import group_sizes as GS
+
+        labels = ["2", "16", "256", "4096", next(iter(GS.RAGGED_MIXES))] if args.quick else None
+        group_size_rows, group_size_verdicts = GS.section(suite.threads, args.repeats, args.max_time, args.out,
+                                                          labels=labels, draw=not args.no_plot)
     suite.gpu_section()
     targets = TG.evaluate_targets(suite.results, threads_rows, memory_rows)
     TG.print_targets(targets, suite.threads)
@@ -386,6 +396,8 @@ def main(argv=None) -> int:
         "thread_scaling": threads_rows,
         "memory": memory_rows,
         "targets": targets,
+        "group_sizes": group_size_rows,
+        "group_size_targets": group_size_verdicts,
         "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "wall_s": time.time() - started,
     }

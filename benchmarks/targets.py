@@ -142,8 +142,9 @@ def evaluate_targets(results: list[dict], threads_rows: list[dict], memory_rows:
     return targets
 
 
-def print_targets(targets: list[dict], threads: int) -> None:
-    print(f"\n=== CPU targets (fp32, {threads} thread(s), ratios of medians from this run;"
+def print_targets(targets: list[dict], threads: int, title: str | None = None) -> None:
+    print(f"\n=== {title} (fp32, {threads} thread(s)) ===" if title else
+          f"\n=== CPU targets (fp32, {threads} thread(s), ratios of medians from this run;"
           " [min-time ratios] for reference on a busy machine) ===")
     for t in targets:
         print(f"{t['status']:<5} {t['target']}\n      {t['detail']}")

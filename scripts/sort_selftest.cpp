@@ -20,7 +20,7 @@ int main() {
   for (const std::string& name : supported_cpu_isa_names()) {
     const CpuIsa isa = choose_cpu_isa(name.c_str()).isa;
     SortScratch scratch;
-    for (int size = 0; size <= 600; ++size) {
+    for (int size = 0; size <= 1100; ++size) {
       for (int trial = 0; trial < 4; ++trial) {
         std::vector<float> src(size);
         for (float& v : src) v = (rng() % 5 == 0) ? specials[rng() % 7] : (trial == 1 ? float(rng() % 3) : uniform(rng));
@@ -37,7 +37,7 @@ int main() {
         if (!ok && ++failures <= 5) std::printf("FAIL %s size %d trial %d\n", name.c_str(), size, trial);
       }
     }
-    std::printf("%s: sorted groups of 0..600 keys\n", name.c_str());
+    std::printf("%s: sorted groups of 0..1100 keys\n", name.c_str());
   }
   std::printf("%d of %d sorts wrong\n", failures, checked);
   return failures == 0 ? 0 : 1;

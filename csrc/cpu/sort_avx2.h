@@ -52,6 +52,7 @@ struct V {
     if constexpr (J == 2) return _mm256_permute_ps(v, 0x4E);         // lanes 2 3 0 1 in each 128 bits
     if constexpr (J == 4) return _mm256_permute2f128_ps(v, v, 0x01);  // the two 128-bit halves swapped
   }
+  static Reg reverse(Reg v) { return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0)); }
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
     return _mm256_blend_ps(lo, hi, static_cast<int>(M));

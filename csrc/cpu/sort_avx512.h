@@ -47,6 +47,9 @@ struct V {
     if constexpr (J == 4) return _mm512_shuffle_f32x4(v, v, 0xB1);  // 128-bit blocks 1 0 3 2
     if constexpr (J == 8) return _mm512_shuffle_f32x4(v, v, 0x4E);  // 128-bit blocks 2 3 0 1
   }
+  static Reg reverse(Reg v) {
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), v);
+  }
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
     return _mm512_mask_blend_ps(static_cast<__mmask16>(M), lo, hi);

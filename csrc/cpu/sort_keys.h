@@ -6,7 +6,8 @@
 //                    on the scalar path, one ymm on both x86 paths
 //   <= 256:          a bitonic network in vector registers, for the path cpu_isa.h picked
 //                    (AVX-512, AVX2, NEON, or the 4-lane portable register of the scalar path)
-//   <= 512:          two blocks of 256 sorted by that network, then merged
+//   <= 1024:         blocks of 256 sorted by that network, then merged by its last stages
+//                    (vector paths; the scalar path's emulated lanes lose to the radix sort)
 //   larger:          LSD radix sort, 3 passes of 11 bits
 // Float64 keys: insertion sort up to 32, std::sort above. Only the order changes, never a
 // value: every path hands the same sorted keys to the shared per-group logic, so the choice of
@@ -31,9 +32,10 @@ namespace gapo::cpu {
 constexpr int64_t kInsertionSortMax = 32;
 constexpr int64_t kTinyNetworkMax = 8;
 constexpr int64_t kRegisterSortMax = 256;
-// One merge level: a merge costs ~2 ns per key per level (each pick waits on the previous
-// one's loads), so from 1024 keys the radix sort's three passes are cheaper.
-constexpr int64_t kBlockMergeMax = 512;
+// Up to this size, blocks of 256 sorted in registers and merged by the network's last merge
+// (log2 N steps per level); above it the radix sort's three passes cost less than the
+// network's O(N log^2 N), and the fully unrolled merges would cost build time.
+constexpr int64_t kBlockSortMax = 1024;
 
 static_assert(portable::kRegisterSortMax == kRegisterSortMax);
 
@@ -136,40 +138,46 @@ inline void sort_in_registers(CpuIsa isa, const float* src, int64_t size, float*
   }
 }
 
-// Merges sorted a[0, na) and b[0, nb) into out; the choice of the next key is a select, not a
-// branch (a branch mispredicts on about every other key of random data).
-inline void merge_sorted(const float* a, int64_t na, const float* b, int64_t nb, float* out) {
-  int64_t i = 0;
-  int64_t j = 0;
-  while (i < na && j < nb) {
-    const float x = a[i];
-    const float y = b[j];
-    const bool take_b = y < x;
-    *out++ = take_b ? y : x;
-    j += take_b;
-    i += !take_b;
+template <int N>
+inline void merge_sorted_halves(CpuIsa isa, float* keys) {
+  switch (isa) {
+#ifdef GAPO_CPU_ISA_X86
+    case CpuIsa::Avx512:
+      return avx512::merge_sorted_halves<N>(keys);
+    case CpuIsa::Avx2:
+      return avx2::merge_sorted_halves<N>(keys);
+#endif
+#ifdef GAPO_CPU_ISA_NEON
+    case CpuIsa::Neon:
+      return neon::merge_sorted_halves<N>(keys);
+#endif
+    default:
+      // Not reached: the scalar path radix-sorts above 256 keys; this only completes the switch.
+      return portable::merge_sorted_halves<N>(keys);
   }
-  while (i < na) *out++ = a[i++];
-  while (j < nb) *out++ = b[j++];
 }
 
-// Blocks of kRegisterSortMax keys sorted in registers, then merged bottom-up between dst and
-// scratch (size floats). The result ends in dst.
-inline void block_merge_sort(CpuIsa isa, const float* src, int64_t size, float* dst, float* scratch) {
-  for (int64_t b = 0; b < size; b += kRegisterSortMax) {
-    sort_in_registers(isa, src + b, std::min(kRegisterSortMax, size - b), dst + b);
+// size <= N keys sorted into buffer[0, N) (N a power of two from 256 to kBlockSortMax), +inf
+// after them: blocks of 256 sorted in registers, then the network's last merge at each level.
+template <int N>
+inline void sort_blocks(CpuIsa isa, const float* src, int64_t size, float* buffer) {
+  if constexpr (N == kRegisterSortMax) {
+    if (size > 0) sort_in_registers(isa, src, size, buffer);
+    std::fill(buffer + std::max<int64_t>(size, 0), buffer + N, __builtin_inff());
+  } else {
+    sort_blocks<N / 2>(isa, src, std::min<int64_t>(size, N / 2), buffer);
+    sort_blocks<N / 2>(isa, src + N / 2, size - N / 2, buffer + N / 2);
+    merge_sorted_halves<N>(isa, buffer);
   }
-  float* from = dst;
-  float* to = scratch;
-  for (int64_t width = kRegisterSortMax; width < size; width *= 2) {
-    for (int64_t lo = 0; lo < size; lo += 2 * width) {
-      const int64_t mid = std::min(lo + width, size);
-      const int64_t hi = std::min(lo + 2 * width, size);
-      merge_sorted(from + lo, mid - lo, from + mid, hi - mid, to + lo);
-    }
-    std::swap(from, to);
+}
+
+inline void block_sort(CpuIsa isa, const float* src, int64_t size, float* dst, float* buffer) {
+  if (size <= 2 * kRegisterSortMax) {
+    sort_blocks<2 * kRegisterSortMax>(isa, src, size, buffer);
+  } else {
+    sort_blocks<kBlockSortMax>(isa, src, size, buffer);
   }
-  if (from != dst) std::copy(from, from + size, dst);
+  std::copy(buffer, buffer + size, dst);
 }
 
 // Per-task scratch of the sorts that need more than the destination.
@@ -195,9 +203,9 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
 #endif
   } else if (size <= kRegisterSortMax) {
     sort_in_registers(isa, src, size, dst);
-  } else if (size <= kBlockMergeMax) {
-    if (static_cast<int64_t>(scratch.merge.size()) < size) scratch.merge.resize(size);
-    block_merge_sort(isa, src, size, dst, scratch.merge.data());
+  } else if (size <= kBlockSortMax && isa != CpuIsa::Scalar) {
+    if (scratch.merge.size() < size_t(kBlockSortMax)) scratch.merge.resize(kBlockSortMax);
+    block_sort(isa, src, size, dst, scratch.merge.data());
   } else {
     for (int64_t i = 0; i < size; ++i) dst[i] = portable::V::key_of(src[i]);
     radix_sort_floats(dst, size, scratch.radix);

@@ -42,6 +42,10 @@ struct V {
     if constexpr (J == 1) return vrev64q_f32(v);       // lanes 1 0 3 2
     if constexpr (J == 2) return vextq_f32(v, v, 2);  // lanes 2 3 0 1
   }
+  static Reg reverse(Reg v) {
+    const float32x4_t pairs_swapped = vrev64q_f32(v);  // 1 0 3 2
+    return vextq_f32(pairs_swapped, pairs_swapped, 2);  // 3 2 1 0
+  }
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
     const uint32x4_t take_hi = {(M & 1u) ? ~0u : 0u, (M & 2u) ? ~0u : 0u, (M & 4u) ? ~0u : 0u, (M & 8u) ? ~0u : 0u};

@@ -41,6 +41,11 @@ struct V {
     for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[i ^ J];
     return r;
   }
+  static Reg reverse(Reg v) {
+    Reg r;
+    for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[3 - i];
+    return r;
+  }
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
     Reg r;

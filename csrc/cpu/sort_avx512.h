@@ -14,6 +14,11 @@
 #else
 #pragma GCC push_options
 #pragma GCC target("avx512f")
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps(), which -Wuninitialized and
+// -Wmaybe-uninitialized report wherever they are inlined; every lane is defined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace gapo::cpu::avx512 {
@@ -63,6 +68,7 @@ struct V {
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 #endif
 

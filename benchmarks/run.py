@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import os
 import sys
 import time
@@ -26,11 +25,12 @@ import numpy as np
 import torch
 
 from . import contenders as C
+from . import targets as TG
 from . import timing as T
 from . import workloads as W
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TARGET = "cpu"  # the contender the issue's CPU targets hold to account
+TARGET = TG.TARGET
 THREAD_WORKLOAD = "62500x16"
 MEMORY_WORKLOADS = ("62500x16", "ragged_1m", "groupids_1m")
 
@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU section (and thread scaling, memory)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     ap.add_argument("--no-plot", action="store_true", help="do not draw the size-sweep PNG")
+    ap.add_argument("--group-sizes", choices=("auto", "on", "off"), default="auto",
+                    help="the group-size sweep on every CPU path (benchmarks/group_sizes.py); auto: with --workloads all")
     ap.add_argument("--quick", action="store_true",
                     help="a fast smoke run: fewer workloads (sweep to 1e6), fewer repeats, memory on one workload")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for results.json and size_sweep.png")
@@ -87,12 +89,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- helpers
 
 
-def _ratio(num: float | None, den: float | None) -> float | None:
-    if num is None or den is None or den <= 0 or not math.isfinite(num) or not math.isfinite(den):
-        return None
-    return num / den
-
-
 def _fmt_ratio(r: float | None) -> str:
     if r is None:
         return "-"
@@ -101,12 +97,6 @@ def _fmt_ratio(r: float | None) -> str:
     if r >= 10:
         return f"{r:.1f}x"
     return f"{r:.2f}x"
-
-
-def _median(rec: dict | None, stat: str = "median_s") -> float | None:
-    if rec and rec.get("status") == "ok":
-        return rec["timing"][stat]
-    return None
 
 
 class Suite:
@@ -192,8 +182,8 @@ class Suite:
                 continue
             med = r["timing"]["median_s"]
             r["ns_per_reward"] = med / w.n * 1e9 if w.n else None
-            r["speedup_vs_python_loop"] = _ratio(_median(by_name.get("python_loop")), med)
-            r["speedup_vs_torch_padded"] = _ratio(_median(by_name.get("torch_padded")), med)
+            r["speedup_vs_python_loop"] = TG.ratio(TG.timing_stat(by_name.get("python_loop")), med)
+            r["speedup_vs_torch_padded"] = TG.ratio(TG.timing_stat(by_name.get("torch_padded")), med)
         return recs
 
     # ---------------------------------------------------------------- sections
@@ -255,7 +245,7 @@ class Suite:
         print(f"{'contender':<14}{'threads':>8}{'median':>12}{'IQR':>12}{'speed-up vs 1 thread':>24}")
         for row in rows:
             base = next((r for r in rows if r["contender"] == row["contender"] and r["threads"] == counts[0]), None)
-            row["speedup_vs_min_threads"] = _ratio(base["timing"]["median_s"], row["timing"]["median_s"]) if base else None
+            row["speedup_vs_min_threads"] = TG.ratio(base["timing"]["median_s"], row["timing"]["median_s"]) if base else None
             tm = row["timing"]
             print(f"{row['contender']:<14}{row['threads']:>8}{T.fmt_time(tm['median_s']):>12}"
                   f"{T.fmt_time(tm['iqr_s']):>12}{_fmt_ratio(row['speedup_vs_min_threads']):>24}")
@@ -346,110 +336,6 @@ def print_table(w: W.Workload, recs: list[dict], requested: int | None, device: 
                   + ", ".join(f"{r['contender']} ({r['timing']['repeats']})" for r in cut))
 
 
-def evaluate_targets(results: list[dict], threads_rows: list[dict], memory_rows: list[dict]) -> list[dict]:
-    """The issue's CPU targets as PASS / FAIL / N/A, each with the measured ratio and its times."""
-    cpu = {(r["workload"], r["contender"]): r for r in results if r["device"] == "cpu"}
-
-    def med(workload, contender=TARGET, stat="median_s"):
-        return _median(cpu.get((workload, contender)), stat)
-
-    def why_missing(*pairs):
-        for wl, ct in pairs:
-            r = cpu.get((wl, ct))
-            if r is None:
-                return f"{ct} not run on {wl}"
-            if r["status"] != "ok":
-                return f"{ct} on {wl}: {r['status']} ({r.get('reason', '')})"
-        return "not measured"
-
-    targets = []
-
-    def record(tid, text, measured, op, threshold, detail):
-        if measured is None:
-            status = "N/A"
-        else:
-            status = "PASS" if (measured >= threshold if op == ">=" else measured <= threshold) else "FAIL"
-        targets.append({"id": tid, "target": text, "status": status, "measured": measured, "op": op,
-                        "threshold": threshold, "detail": detail})
-
-    def ratio_target(tid, text, num, den, op, threshold):
-        """measured = time(num) / time(den); num and den are (workload, contender)."""
-        tn, td = med(*num), med(*den)
-        measured = _ratio(tn, td)
-        if measured is None:
-            detail = why_missing(num, den)
-        else:
-            by_min = _ratio(med(*num, stat="min_s"), med(*den, stat="min_s"))
-            detail = (f"measured {measured:,.2f}x (target {op} {threshold:g}x): "
-                      f"{num[1]}@{num[0]} {T.fmt_time(tn)} / {den[1]}@{den[0]} {T.fmt_time(td)}"
-                      f" [min-time ratio: {by_min:,.2f}x]")
-        record(tid, text, measured, op, threshold, detail)
-
-    ratio_target("512x16_vs_python_loop", "512x16: cpu >= 1000x faster than python_loop",
-                 ("512x16", "python_loop"), ("512x16", TARGET), ">=", 1000)
-    ratio_target("512x16_vs_torch_padded", "512x16: cpu >= 3x faster than torch_padded",
-                 ("512x16", "torch_padded"), ("512x16", TARGET), ">=", 3)
-    ratio_target("62500x16_vs_torch_padded", "62,500x16: cpu >= 5x faster than torch_padded",
-                 ("62500x16", "torch_padded"), ("62500x16", TARGET), ">=", 5)
-    ratio_target("62500x16_vs_numpy_sort", "62,500x16: cpu no slower than NumPy's bare sort (padded batch)",
-                 ("62500x16", "numpy_sort"), ("62500x16", TARGET), ">=", 1)
-    ratio_target("ragged_vs_uniform", "ragged 1M: cpu within 1.5x of its 62,500x16 time",
-                 ("ragged_1m", TARGET), ("62500x16", TARGET), "<=", 1.5)
-    ratio_target("group_ids_vs_offsets", "group_ids, shuffled rows, 1M: cpu within 2x of offsets",
-                 ("groupids_1m", TARGET), ("62500x16", TARGET), "<=", 2)
-
-    sweep = sorted((r for r in results if r["device"] == "cpu" and r["contender"] == TARGET and r["status"] == "ok"
-                    and r["workload"] in W.SWEEP_NAMES and 1e4 <= r["n"] <= 1e7), key=lambda r: r["n"])
-    text = "size sweep 10^4..10^7: cpu time per reward flat within 1.5x"
-    if len(sweep) >= 2:
-        per = [r["ns_per_reward"] for r in sweep]
-        flat = max(per) / min(per)
-        per_min = [r["timing"]["min_s"] / r["n"] * 1e9 for r in sweep]
-        span = (f"ns/reward {min(per):.2f}..{max(per):.2f} over N={sweep[0]['n']:,}..{sweep[-1]['n']:,}"
-                f" [min-time ratio: {max(per_min) / min(per_min):.2f}x]")
-        if sweep[0]["n"] <= 1.1e4 and sweep[-1]["n"] >= 0.99e7:
-            record("sweep_linear", text, flat, "<=", 1.5, f"measured max/min {flat:.2f}x (target <= 1.5x): {span}")
-        else:
-            record("sweep_linear", text, None, "<=", 1.5,
-                   f"sweep does not span 10^4..10^7 (partial: max/min {flat:.2f}x, {span})")
-    else:
-        record("sweep_linear", text, None, "<=", 1.5, "cpu not run on the size sweep")
-
-    tr = {(r["contender"], r["threads"]): r for r in threads_rows}
-    one, two = tr.get((TARGET, 1)), tr.get((TARGET, 2))
-    text = "threads: 2 threads >= 1.6x faster than 1 at 1M (62,500x16)"
-    if one and two:
-        t1, t2 = one["timing"]["median_s"], two["timing"]["median_s"]
-        m1, m2 = one["timing"]["min_s"], two["timing"]["min_s"]
-        record("threads_2_vs_1", text, t1 / t2, ">=", 1.6,
-               f"measured {t1 / t2:.2f}x (target >= 1.6x): 1 thread {T.fmt_time(t1)} / 2 threads {T.fmt_time(t2)}"
-               f" [min-time ratio: {m1 / m2:.2f}x]")
-    else:
-        record("threads_2_vs_1", text, None, ">=", 1.6, "cpu not measured at 1 and 2 threads (--thread-sweep none, or fewer than 2 usable cores)")
-
-    text = "memory: cpu peak extra memory <= 2x the input's bytes"
-    mem = [m for m in memory_rows if m.get("contender") == TARGET and "error" not in m]
-    if mem:
-        worst = max(mem, key=lambda m: m["ratio_to_input"])
-        record("memory", text, worst["ratio_to_input"], "<=", 2.0,
-               f"measured worst {worst['ratio_to_input']:.2f}x (target <= 2x): "
-               + ", ".join(f"{m['workload']} {m['ratio_to_input']:.2f}x" for m in mem) + " (output included)")
-    else:
-        errs = [m for m in memory_rows if m.get("contender") == TARGET]
-        record("memory", text, None, "<=", 2.0,
-               errs[0]["error"] if errs else "not measured (cpu unavailable, or --no-memory)")
-    return targets
-
-
-def print_targets(targets: list[dict], threads: int) -> None:
-    print(f"\n=== CPU targets (issue 5; fp32, {threads} thread(s), ratios of medians from this run;"
-          " [min-time ratios] for reference on a busy machine) ===")
-    for t in targets:
-        print(f"{t['status']:<5} {t['target']}\n      {t['detail']}")
-    counts = {s: sum(t["status"] == s for t in targets) for s in ("PASS", "FAIL", "N/A")}
-    print(f"      {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['N/A']} N/A")
-
-
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
@@ -484,9 +370,17 @@ def main(argv=None) -> int:
         suite.cpu_section()
         threads_rows = suite.thread_section()
         memory_rows = suite.memory_section()
+    group_size_rows: list[dict] = []
+    group_size_verdicts: list[dict] = []
+    if not args.no_cpu and (args.group_sizes == "on" or (args.group_sizes == "auto" and args.workloads == "all")):
+        from . import group_sizes as GS
+
+        labels = ["2", "16", "256", "4096", next(iter(GS.RAGGED_MIXES))] if args.quick else None
+        group_size_rows, group_size_verdicts = GS.section(suite.threads, args.repeats, args.max_time, args.out,
+                                                          labels=labels, draw=not args.no_plot)
     suite.gpu_section()
-    targets = evaluate_targets(suite.results, threads_rows, memory_rows)
-    print_targets(targets, suite.threads)
+    targets = TG.evaluate_targets(suite.results, threads_rows, memory_rows)
+    TG.print_targets(targets, suite.threads)
 
     os.makedirs(args.out, exist_ok=True)
     payload = {
@@ -502,6 +396,8 @@ def main(argv=None) -> int:
         "thread_scaling": threads_rows,
         "memory": memory_rows,
         "targets": targets,
+        "group_sizes": group_size_rows,
+        "group_size_targets": group_size_verdicts,
         "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "wall_s": time.time() - started,
     }

@@ -2,6 +2,8 @@
 // Each entry is one add() line in describe_build(); the fields are documented in build_info.h.
 #include "build_info.h"
 
+#include "cpu/cpu_isa.h"
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -101,6 +103,8 @@ std::string describe_build() {
   info.add("torch_version", GAPO_TORCH_VERSION);
   info.add("stable_abi_target", "2.10");
   info.add("compiler", compiler());
+  info.add("cpu_isa", gapo::cpu::active_cpu_isa_name());  // the CPU kernel's sort path (GAPO_CPU_ISA caps it)
+  info.add("cpu_isas_supported", gapo::cpu::supported_cpu_isa_names());
 #ifdef GAPO_WITH_CUDA
   const CudaStatus cuda = probe_cuda();
   if (cuda.error.empty()) backends.push_back("cuda");

@@ -3,6 +3,7 @@
 // It compiles against pybind11 alone, so each CPython gets its own small module around one
 // ops library.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include "build_info.h"
 

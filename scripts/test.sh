@@ -24,6 +24,8 @@ bash scripts/setup_env.sh
 bash scripts/install_trainers.sh "$VENV"
 echo "== CUDA compile check"
 bash scripts/check_cuda_compile.sh "$VENV/bin/python"
+echo "== aarch64 compile check"
+bash scripts/check_aarch64_compile.sh "$VENV/bin/python"
 echo "== tests"
 "$VENV/bin/python" -m pytest "$@"
 if [[ "$COMPAT_ENV" != "none" ]]; then

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/cpu_isa.h"
 #include "cpu/sort_keys.h"
 #include "gapo/group_logic.h"
 #include "gapo/op_boxing.h"
@@ -45,6 +46,16 @@ constexpr int64_t kRewardsPerTask = 4096;
 template <class T>
 using SortKey = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
+// The CPU path picked at load time (cpu_isa.h); an invalid GAPO_CPU_ISA fails every call.
+CpuIsa active_cpu_isa() {
+  const IsaChoice& choice = active_isa_choice();
+  STD_TORCH_CHECK(choice.error.empty(), choice.error);
+  return choice.isa;
+}
+
+// Read GAPO_CPU_ISA when the library loads, so the variable's value at import is the one used.
+[[maybe_unused]] const IsaChoice& kIsaAtLoad = active_isa_choice();
+
 // Fails before anything is written if offsets do not partition [0, num_rewards).
 template <class Index>
 void check_offsets_values(const Index* offsets, int64_t num_groups, int64_t num_rewards) {
@@ -60,60 +71,63 @@ void check_offsets_values(const Index* offsets, int64_t num_groups, int64_t num_
 
 // Calls on_group(g, first, last, sorted_finite_keys, n) for every group g, in parallel over
 // groups. Group g holds positions [first, last) of values (strided).
+//
+// Float keys: a contiguous float32 group is sorted straight from the input (the sort's loads
+// map missing rewards to +inf and -0 to +0, see sort_keys.h); any other layout or type is first
+// converted into the task's scratch. Float64 keys are gathered without their missing rewards
+// and sorted as double.
 template <class T, class Index, class OnGroup>
 void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets, int64_t num_groups,
                            OnGroup on_group) {
   using K = SortKey<T>;
+  const CpuIsa isa = active_cpu_isa();
   const int64_t num_rewards = offsets[num_groups];
   const int64_t mean_group = std::max<int64_t>(1, num_rewards / std::max<int64_t>(1, num_groups));
   const int64_t grain = std::max<int64_t>(1, kRewardsPerTask / mean_group);
-  // Copies group positions [first, last) into dst without the missing rewards; returns n.
-  const auto gather_finite = [&](int64_t first, int64_t last, K* dst) {
-    int64_t n = 0;
-    for (int64_t p = first; p < last; ++p) {
-      const K value = static_cast<K>(values[p * stride]);
-      dst[n] = value;  // branch-free compaction of the finite rewards
-      n += is_missing(value) ? 0 : 1;
-    }
-    return n;
-  };
-  constexpr bool kFloatKeys = std::is_same_v<K, float>;
-  const bool batch_small_groups = kFloatKeys && batch_sort_available();
   torch::stable::parallel_for(0, num_groups, grain, [&](int64_t group_begin, int64_t group_end) {
-    std::vector<K> keys;  // this task's scratch, grown only when a larger group arrives
-    std::vector<uint32_t> radix_buffer;
-    // Small groups wait here until kSortBatch of them can be sorted together.
-    float batch_keys[kSortBatch][kBatchKeys];
-    int64_t batch_n[kSortBatch];
-    int64_t batch_group[kSortBatch];
-    int batch_size = 0;
-    const auto flush_batch = [&] {
-      if constexpr (kFloatKeys) {
-        sort_batch(batch_keys, batch_n, batch_size);
-        for (int b = 0; b < batch_size; ++b) {
-          const int64_t g = batch_group[b];
-          on_group(g, int64_t(offsets[g]), int64_t(offsets[g + 1]), batch_keys[b], batch_n[b]);
-        }
-        batch_size = 0;
-      }
-    };
+    // This task's scratch, grown only when a larger group arrives (never below the largest
+    // register sort, so small groups never resize it).
+    std::vector<K> keys(kRegisterSortMax);
+    SortScratch scratch;
     for (int64_t g = group_begin; g < group_end; ++g) {
       const int64_t first = offsets[g];
       const int64_t last = offsets[g + 1];
-      if constexpr (kFloatKeys) {
-        if (batch_small_groups && last - first <= kBatchKeys) {
-          batch_n[batch_size] = gather_finite(first, last, batch_keys[batch_size]);
-          batch_group[batch_size] = g;
-          if (++batch_size == kSortBatch) flush_batch();
-          continue;
+      const int64_t size = last - first;
+      if (static_cast<int64_t>(keys.size()) < size) keys.resize(size);
+      int64_t n = 0;
+      if constexpr (std::is_same_v<K, float>) {
+        const float* src = keys.data();
+        if (std::is_same_v<T, float> && stride == 1) {
+          src = reinterpret_cast<const float*>(values + first);
+        } else {
+          for (int64_t i = 0; i < size; ++i) keys[i] = static_cast<float>(values[(first + i) * stride]);
         }
+        n = sort_float_group(isa, src, size, keys.data(), scratch);
+      } else {
+        for (int64_t p = first; p < last; ++p) {
+          const K value = static_cast<K>(values[p * stride]);
+          keys[n] = value + K(0);  // -0 read as +0; branch-free compaction of the finite rewards
+          n += is_missing(value) ? 0 : 1;
+        }
+        sort_double_keys(keys.data(), n);
       }
-      if (static_cast<int64_t>(keys.size()) < last - first) keys.resize(last - first);
-      const int64_t n = gather_finite(first, last, keys.data());
-      sort_keys(keys.data(), n, radix_buffer);
-      on_group(g, first, last, keys.data(), n);
+      // Tiny groups call on_group with n as a constant, so the per-group logic inlined into
+      // each call is specialised to its size (its loops unrolled, its sums fixed-length):
+      // at a few keys per group that logic, not the sort, is most of the work.
+      switch (n) {
+        case 2:
+          on_group(g, first, last, keys.data(), int64_t{2});
+          break;
+        case 3:
+          on_group(g, first, last, keys.data(), int64_t{3});
+          break;
+        case 4:
+          on_group(g, first, last, keys.data(), int64_t{4});
+          break;
+        default:
+          on_group(g, first, last, keys.data(), n);
+      }
     }
-    if (batch_size > 0) flush_batch();
   });
 }
 

@@ -1,10 +1,17 @@
-// Ascending sort of one group's finite reward keys, picked by size:
-//   n <= 256 floats, CPU with AVX-512:  bitonic network in 1..16 zmm registers (no branches)
-//   n <= 32:                             insertion sort (shared with the GPU header)
-//   n > 256 floats:                      LSD radix sort, 3 passes of 11 bits
-//   otherwise:                           std::sort
-// Only the order changes, never a value: every path hands the same sorted keys to the shared
-// per-group logic, so the choice of window and median cannot depend on the path taken.
+// Ascending sort of one group's reward keys. Float keys (float32, float16 and bfloat16
+// rewards) go through sort_float_group, which maps every missing reward (NaN, +/-inf) to +inf
+// and -0 to +0 as it loads, so the sorted finite keys come first and their count is the
+// number of keys before the first +inf. By group size:
+//   <= 4:            a fixed compare-exchange network in scalar registers (any CPU); up to 8
+//                    on the scalar path, one ymm on both x86 paths
+//   <= 256:          a bitonic network in vector registers, for the path cpu_isa.h picked
+//                    (AVX-512, AVX2, NEON, or the 4-lane portable register of the scalar path)
+//   <= 1024:         blocks of 256 sorted by that network, then merged by its last stages
+//                    (vector paths; the scalar path's emulated lanes lose to the radix sort)
+//   larger:          LSD radix sort, 3 passes of 11 bits
+// Float64 keys: insertion sort up to 32, std::sort above. Only the order changes, never a
+// value: every path hands the same sorted keys to the shared per-group logic, so the choice of
+// window and median cannot depend on the path taken.
 #pragma once
 
 #include <algorithm>
@@ -13,130 +20,24 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/cpu_isa.h"
+#include "cpu/sort_avx2.h"
+#include "cpu/sort_avx512.h"
+#include "cpu/sort_neon.h"
+#include "cpu/sort_portable.h"
 #include "gapo/group_logic.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GAPO_HAVE_AVX512_SORT 1
-#include <immintrin.h>
-#endif
 
 namespace gapo::cpu {
 
 constexpr int64_t kInsertionSortMax = 32;
-constexpr int64_t kRadixSortMin = 257;
-
-#ifdef GAPO_HAVE_AVX512_SORT
-namespace detail {
-
-// Bitonic sort of 16 * R floats held in R zmm registers. Element i = 16 * r + lane. Each
-// substage (k, j) compares element i with i ^ j and keeps the max where bit j of i is set
-// XOR i sits in a descending block (bit k of i set). For j >= 16 the partner is in another
-// register (a plain min/max of two registers); for j < 16 it is in the same register (one
-// permute). Every branch below depends only on R, k and j, so the loops fully unroll.
-struct LanePermutes {
-  std::array<std::array<int32_t, 16>, 4> partner;  // for j = 1, 2, 4, 8
-  std::array<uint16_t, 4> bit_set;                 // lanes with bit j (or k) set: j, k = 1..8
-};
-
-constexpr LanePermutes make_lane_permutes() {
-  LanePermutes p{};
-  for (int b = 0; b < 4; ++b) {
-    for (int lane = 0; lane < 16; ++lane) p.partner[b][lane] = lane ^ (1 << b);
-  }
-  for (int b = 0; b < 4; ++b) {
-    for (int lane = 0; lane < 16; ++lane) {
-      if (lane & (1 << b)) p.bit_set[b] |= static_cast<uint16_t>(1u << lane);
-    }
-  }
-  return p;
-}
-
-inline constexpr LanePermutes kLanes = make_lane_permutes();
-
-constexpr int log2_of(int v) { return v <= 1 ? 0 : 1 + log2_of(v / 2); }
-
-template <int R>
-__attribute__((target("avx512f"))) inline void bitonic_sort_avx512(float* keys, int64_t n) {
-  __m512 v[R];
-  const __m512 pad = _mm512_set1_ps(__builtin_inff());  // sorts last, never read back
-  for (int r = 0; r < R; ++r) {
-    const int64_t left = n - 16 * r;
-    const __mmask16 live = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u);
-    v[r] = _mm512_mask_loadu_ps(pad, live, keys + 16 * r);
-  }
-  for (int k = 2; k <= 16 * R; k *= 2) {
-    for (int j = k / 2; j >= 1; j /= 2) {
-      if (j >= 16) {
-        const int reg_stride = j / 16;
-        for (int r = 0; r < R; ++r) {
-          if (r & reg_stride) continue;
-          const bool descending = ((16 * r) & k) != 0;
-          const __m512 lo = _mm512_min_ps(v[r], v[r + reg_stride]);
-          const __m512 hi = _mm512_max_ps(v[r], v[r + reg_stride]);
-          v[r] = descending ? hi : lo;
-          v[r + reg_stride] = descending ? lo : hi;
-        }
-      } else {
-        const __m512i partner = _mm512_loadu_si512(kLanes.partner[log2_of(j)].data());
-        for (int r = 0; r < R; ++r) {
-          // k < 16: direction varies by lane; k >= 16: bit k of i lies in r, so the whole
-          // register shares one direction.
-          const uint16_t descending =
-              k < 16 ? kLanes.bit_set[log2_of(k)] : (((16 * r) & k) ? uint16_t(0xFFFF) : uint16_t(0));
-          const __mmask16 take_max = static_cast<__mmask16>(kLanes.bit_set[log2_of(j)] ^ descending);
-          const __m512 other = _mm512_permutexvar_ps(partner, v[r]);
-          v[r] = _mm512_mask_mov_ps(_mm512_min_ps(v[r], other), take_max, _mm512_max_ps(v[r], other));
-        }
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    const int64_t left = n - 16 * r;
-    const __mmask16 live = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u);
-    _mm512_mask_storeu_ps(keys + 16 * r, live, v[r]);
-  }
-}
-
-// B independent groups of at most 16 keys, one zmm each, sorted ascending in lockstep. One
-// group's network is a chain of ten dependent permute/min/max steps (latency-bound); B chains
-// interleaved keep the vector units busy, so a batch of 4 costs little more than one group.
-template <int B>
-__attribute__((target("avx512f"))) inline void sort16_batch_avx512(float (*keys)[16], const int64_t* n) {
-  __m512 v[B];
-  const __m512 pad = _mm512_set1_ps(__builtin_inff());
-  for (int b = 0; b < B; ++b) v[b] = _mm512_mask_loadu_ps(pad, static_cast<__mmask16>((1u << n[b]) - 1u), keys[b]);
-  for (int k = 2; k <= 16; k *= 2) {
-    for (int j = k / 2; j >= 1; j /= 2) {
-      const __m512i partner = _mm512_loadu_si512(kLanes.partner[log2_of(j)].data());
-      const uint16_t descending = k < 16 ? kLanes.bit_set[log2_of(k)] : uint16_t(0);
-      const __mmask16 take_max = static_cast<__mmask16>(kLanes.bit_set[log2_of(j)] ^ descending);
-      for (int b = 0; b < B; ++b) {
-        const __m512 other = _mm512_permutexvar_ps(partner, v[b]);
-        v[b] = _mm512_mask_mov_ps(_mm512_min_ps(v[b], other), take_max, _mm512_max_ps(v[b], other));
-      }
-    }
-  }
-  for (int b = 0; b < B; ++b) _mm512_mask_storeu_ps(keys[b], static_cast<__mmask16>((1u << n[b]) - 1u), v[b]);
-}
-
-// Largest group sorted in registers: 16 zmm of 16 floats.
+constexpr int64_t kTinyNetworkMax = 8;
 constexpr int64_t kRegisterSortMax = 256;
+// Up to this size, blocks of 256 sorted in registers and merged by the network's last merge
+// (log2 N steps per level); above it the radix sort's three passes cost less than the
+// network's O(N log^2 N), and the fully unrolled merges would cost build time.
+constexpr int64_t kBlockSortMax = 1024;
 
-__attribute__((target("avx512f"))) inline void register_sort_avx512(float* keys, int64_t n) {
-  if (n <= 16) return bitonic_sort_avx512<1>(keys, n);
-  if (n <= 32) return bitonic_sort_avx512<2>(keys, n);
-  if (n <= 64) return bitonic_sort_avx512<4>(keys, n);
-  if (n <= 128) return bitonic_sort_avx512<8>(keys, n);
-  return bitonic_sort_avx512<16>(keys, n);
-}
-
-inline bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
-
-}  // namespace detail
-#endif
+static_assert(portable::kRegisterSortMax == kRegisterSortMax);
 
 // Order-preserving map of a float's bits to an unsigned key (negatives reversed below positives).
 inline uint32_t float_to_radix_key(float value) {
@@ -184,39 +85,138 @@ inline void radix_sort_floats(float* keys, int64_t n, std::vector<uint32_t>& buf
   for (int64_t i = 0; i < n; ++i) keys[i] = radix_key_to_float(a[i]);
 }
 
-// Groups of at most kBatchKeys float keys are sorted kSortBatch at a time by sort_batch when
-// the CPU allows it (batch_sort_available); the rest go through sort_keys one by one.
-constexpr int kSortBatch = 4;
-constexpr int64_t kBatchKeys = 16;
-
-inline bool batch_sort_available() {
-#ifdef GAPO_HAVE_AVX512_SORT
-  return detail::cpu_has_avx512();
-#else
-  return false;
-#endif
+// Fixed networks for groups of at most 8 keys, padded with +inf to 2, 4 or 8 (Knuth's
+// optimal 1-, 5- and 19-comparator networks). Each compare-exchange is a branch-free min/max,
+// so a batch of tiny groups runs at a few cycles per key.
+inline void compare_exchange(float& a, float& b) {
+  const float lo = std::min(a, b);
+  const float hi = std::max(a, b);
+  a = lo;
+  b = hi;
 }
 
-// Sorts keys[0..count) (count <= kSortBatch), keys[b] holding n[b] <= kBatchKeys floats.
-inline void sort_batch(float (*keys)[kBatchKeys], const int64_t* n, int count) {
-#ifdef GAPO_HAVE_AVX512_SORT
-  if (count == kSortBatch) return detail::sort16_batch_avx512<kSortBatch>(keys, n);
-  for (int b = 0; b < count; ++b) detail::sort16_batch_avx512<1>(keys + b, n + b);
-#else
-  for (int b = 0; b < count; ++b) insertion_sort(keys[b], n[b]);
-#endif
-}
-
-template <class K>
-inline void sort_keys(K* keys, int64_t n, std::vector<uint32_t>& radix_buffer) {
-  if constexpr (std::is_same_v<K, float>) {
-#ifdef GAPO_HAVE_AVX512_SORT
-    if (n > 1 && n <= detail::kRegisterSortMax && detail::cpu_has_avx512()) {
-      return detail::register_sort_avx512(keys, n);
-    }
-#endif
-    if (n >= kRadixSortMin) return radix_sort_floats(keys, n, radix_buffer);
+// Sorts size <= Width keys, padded with +inf to Width, into dst[0, Width): the keys stay in
+// registers and leave by one 4-byte store each, which the per-group logic's 4-byte loads read
+// straight from the store buffer (a copy of the array would be read back in wider pieces,
+// which stalls on every group).
+template <int Width>
+inline void sort_tiny(const float* src, int64_t size, float* dst) {
+  float k[Width];
+  for (int i = 0; i < Width; ++i) k[i] = i < size ? portable::V::key_of(src[i]) : __builtin_inff();
+  if constexpr (Width == 2) {
+    compare_exchange(k[0], k[1]);
+  } else if constexpr (Width == 4) {
+    compare_exchange(k[0], k[1]), compare_exchange(k[2], k[3]);
+    compare_exchange(k[0], k[2]), compare_exchange(k[1], k[3]);
+    compare_exchange(k[1], k[2]);
+  } else {
+    static_assert(Width == 8);
+    compare_exchange(k[0], k[2]), compare_exchange(k[1], k[3]), compare_exchange(k[4], k[6]), compare_exchange(k[5], k[7]);
+    compare_exchange(k[0], k[4]), compare_exchange(k[1], k[5]), compare_exchange(k[2], k[6]), compare_exchange(k[3], k[7]);
+    compare_exchange(k[0], k[1]), compare_exchange(k[2], k[3]), compare_exchange(k[4], k[5]), compare_exchange(k[6], k[7]);
+    compare_exchange(k[2], k[4]), compare_exchange(k[3], k[5]);
+    compare_exchange(k[1], k[4]), compare_exchange(k[3], k[6]);
+    compare_exchange(k[1], k[2]), compare_exchange(k[3], k[4]), compare_exchange(k[5], k[6]);
   }
+  for (int i = 0; i < Width; ++i) dst[i] = k[i];
+}
+
+inline void sort_in_registers(CpuIsa isa, const float* src, int64_t size, float* dst) {
+  switch (isa) {
+#ifdef GAPO_CPU_ISA_X86
+    case CpuIsa::Avx512:
+      return avx512::sort_up_to_256(src, size, dst);
+    case CpuIsa::Avx2:
+      return avx2::sort_up_to_256(src, size, dst);
+#endif
+#ifdef GAPO_CPU_ISA_NEON
+    case CpuIsa::Neon:
+      return neon::sort_up_to_256(src, size, dst);
+#endif
+    default:
+      return portable::sort_up_to_256(src, size, dst);
+  }
+}
+
+template <int N>
+inline void merge_sorted_halves(CpuIsa isa, float* keys) {
+  switch (isa) {
+#ifdef GAPO_CPU_ISA_X86
+    case CpuIsa::Avx512:
+      return avx512::merge_sorted_halves<N>(keys);
+    case CpuIsa::Avx2:
+      return avx2::merge_sorted_halves<N>(keys);
+#endif
+#ifdef GAPO_CPU_ISA_NEON
+    case CpuIsa::Neon:
+      return neon::merge_sorted_halves<N>(keys);
+#endif
+    default:
+      // Not reached: the scalar path radix-sorts above 256 keys; this only completes the switch.
+      return portable::merge_sorted_halves<N>(keys);
+  }
+}
+
+// size <= N keys sorted into buffer[0, N) (N a power of two from 256 to kBlockSortMax), +inf
+// after them: blocks of 256 sorted in registers, then the network's last merge at each level.
+template <int N>
+inline void sort_blocks(CpuIsa isa, const float* src, int64_t size, float* buffer) {
+  if constexpr (N == kRegisterSortMax) {
+    if (size > 0) sort_in_registers(isa, src, size, buffer);
+    std::fill(buffer + std::max<int64_t>(size, 0), buffer + N, __builtin_inff());
+  } else {
+    sort_blocks<N / 2>(isa, src, std::min<int64_t>(size, N / 2), buffer);
+    sort_blocks<N / 2>(isa, src + N / 2, size - N / 2, buffer + N / 2);
+    merge_sorted_halves<N>(isa, buffer);
+  }
+}
+
+inline void block_sort(CpuIsa isa, const float* src, int64_t size, float* dst, float* buffer) {
+  if (size <= 2 * kRegisterSortMax) {
+    sort_blocks<2 * kRegisterSortMax>(isa, src, size, buffer);
+  } else {
+    sort_blocks<kBlockSortMax>(isa, src, size, buffer);
+  }
+  std::copy(buffer, buffer + size, dst);
+}
+
+// Per-task scratch of the sorts that need more than the destination.
+struct SortScratch {
+  std::vector<float> merge;
+  std::vector<uint32_t> radix;
+};
+
+// Sorts the keys of the `size` float rewards at src into dst (src may equal dst; dst has room
+// for max(size, kTinyNetworkMax) keys) and returns
+// n, the count of finite rewards: dst[0, n) holds them ascending, -0 read as +0.
+inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, float* dst, SortScratch& scratch) {
+  if (size <= 2) {
+    sort_tiny<2>(src, size, dst);
+  } else if (size <= 4) {
+    sort_tiny<4>(src, size, dst);
+  } else if (size <= kTinyNetworkMax && isa == CpuIsa::Scalar) {
+    sort_tiny<8>(src, size, dst);
+#ifdef GAPO_CPU_ISA_X86
+  } else if (size <= kTinyNetworkMax) {
+    // One ymm: 6 network steps where one zmm takes 10, and a group this small is latency-bound.
+    avx2::sort_up_to_256(src, size, dst);
+#endif
+  } else if (size <= kRegisterSortMax) {
+    sort_in_registers(isa, src, size, dst);
+  } else if (size <= kBlockSortMax && isa != CpuIsa::Scalar) {
+    if (scratch.merge.size() < size_t(kBlockSortMax)) scratch.merge.resize(kBlockSortMax);
+    block_sort(isa, src, size, dst, scratch.merge.data());
+  } else {
+    for (int64_t i = 0; i < size; ++i) dst[i] = portable::V::key_of(src[i]);
+    radix_sort_floats(dst, size, scratch.radix);
+  }
+  int64_t n = size;
+  while (n > 0 && dst[n - 1] == __builtin_inff()) --n;  // the missing rewards, sorted last
+  return n;
+}
+
+// Ascending sort of n finite float64 keys.
+inline void sort_double_keys(double* keys, int64_t n) {
   if (n <= kInsertionSortMax) return insertion_sort(keys, n);
   std::sort(keys, keys + n);
 }

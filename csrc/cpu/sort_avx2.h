@@ -1,0 +1,72 @@
+// The AVX2 register type of the sorting network (sort_network.inc): 8 floats per ymm.
+// Compiled for AVX2 by a target region, called only when cpu_isa.h picked avx2.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/cpu_isa.h"
+
+#ifdef GAPO_CPU_ISA_X86
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#endif
+
+namespace gapo::cpu::avx2 {
+
+struct V {
+  using Reg = __m256;
+  static constexpr int kLanes = 8;
+
+  // Missing rewards (NaN, +/-inf) become +inf, -0 becomes +0; `live` selects the lanes read.
+  static Reg keys_of(__m256 x, __m256 live) {
+    const __m256 inf = _mm256_set1_ps(__builtin_inff());
+    const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    const __m256 finite = _mm256_and_ps(live, _mm256_cmp_ps(magnitude, inf, _CMP_LT_OQ));
+    return _mm256_blendv_ps(inf, _mm256_add_ps(x, _mm256_setzero_ps()), finite);
+  }
+  static __m256i live_lanes(int64_t left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static Reg load(const float* src, int64_t first, int64_t count) {
+    const int64_t left = count - first;
+    if (left >= 8) return keys_of(_mm256_loadu_ps(src + first), _mm256_castsi256_ps(_mm256_set1_epi32(-1)));
+    if (left <= 0) return _mm256_set1_ps(__builtin_inff());
+    const __m256i live = live_lanes(left);
+    return keys_of(_mm256_maskload_ps(src + first, live), _mm256_castsi256_ps(live));
+  }
+  static void store(float* dst, int64_t first, int64_t count, Reg v) {
+    const int64_t left = count - first;
+    if (left >= 8) return _mm256_storeu_ps(dst + first, v);
+    if (left > 0) _mm256_maskstore_ps(dst + first, live_lanes(left), v);
+  }
+  static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
+  template <int J>
+  static Reg swap(Reg v) {
+    if constexpr (J == 1) return _mm256_permute_ps(v, 0xB1);         // lanes 1 0 3 2 in each 128 bits
+    if constexpr (J == 2) return _mm256_permute_ps(v, 0x4E);         // lanes 2 3 0 1 in each 128 bits
+    if constexpr (J == 4) return _mm256_permute2f128_ps(v, v, 0x01);  // the two 128-bit halves swapped
+  }
+  static Reg reverse(Reg v) { return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0)); }
+  template <unsigned M>
+  static Reg blend(Reg lo, Reg hi) {
+    return _mm256_blend_ps(lo, hi, static_cast<int>(M));
+  }
+};
+
+#include "cpu/sort_network.inc"
+
+}  // namespace gapo::cpu::avx2
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif  // GAPO_CPU_ISA_X86

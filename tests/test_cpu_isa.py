@@ -1,0 +1,125 @@
+"""The CPU kernel's instruction-set paths (GAPO_CPU_ISA) against the reference.
+
+Tests here run in-process on the path this process picked; ``test_every_supported_path``
+re-runs them, with the CPU property suite, in a subprocess per other path the machine
+supports, so each compiled sort (AVX-512, AVX2, NEON, and the portable 4-lane network of the
+scalar path, which is the NEON network's logic on x86) meets the reference.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import gapo_kernels
+from tests.oracle import assert_advantage_matches, assert_stats_match
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# Every size class of the sort (tiny networks, one register, every register count, the
+# merged blocks, the radix sort) and the sizes either side of each boundary.
+SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513,
+         1000, 2049, 4100]
+
+
+def _batch(seed: int, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of the given sizes: ties, -0.0 / +0.0, extreme magnitudes and every kind of missing."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, n in enumerate(sizes):
+        kind = i % 4
+        if kind == 0:
+            values = rng.normal(size=n)
+        elif kind == 1:
+            values = rng.choice([-0.0, 0.0, 1.0, -1.0], size=n)
+        elif kind == 2:
+            values = rng.choice([0.0, 0.25, 1.0], size=n) * 1e30
+        else:
+            values = rng.uniform(-1.0, 1.0, size=n)
+        missing = rng.random(n) < (0.1 if i % 3 else 0.0)
+        values[missing] = rng.choice([np.nan, np.inf, -np.inf], size=int(missing.sum()))
+        parts.append(values)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return np.concatenate(parts), offsets
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("baseline", ["hdi_median", "hdi_mean", "median", "mean"])
+def test_every_sort_size_class_matches_reference(dtype, stride, baseline):
+    values, offsets = _batch(7, SIZES + SIZES[::-1])
+    storage = torch.full((len(values) * stride,), float("nan"), dtype=dtype)
+    rewards = storage[::stride]
+    rewards.copy_(torch.as_tensor(values, dtype=dtype))
+    off = torch.from_numpy(offsets)
+    for tau in (0.5, 0.3, 1.0):
+        out = gapo_kernels.advantage(rewards, off, tau=tau, baseline=baseline, scale="rms", backend="cpu")
+        assert_advantage_matches(out, rewards, off, tau=tau, baseline=baseline, scale="rms")
+    stats = gapo_kernels.group_stats(rewards, off, tau=0.5, baseline=baseline, backend="cpu")
+    assert_stats_match(stats, rewards, off, tau=0.5, baseline=baseline)
+
+
+def test_negative_zero_sorts_as_positive_zero():
+    # Every group of pure zeros of both signs: min, max and the window bounds are +0.0.
+    values = np.array([-0.0, 0.0, -0.0, -0.0] * 3 + [-0.0] * 20 + [0.0, -0.0] * 150, dtype=np.float32)
+    offsets = torch.tensor([0, 2, 4, 12, 32, len(values)])
+    stats = gapo_kernels.group_stats(torch.from_numpy(values), offsets, backend="cpu")
+    for field in ("hdi_low", "hdi_high", "min", "max"):
+        got = getattr(stats, field).numpy()
+        assert not np.signbit(got).any(), (field, got)
+
+
+def test_build_info_reports_the_active_path():
+    info = gapo_kernels.build_info()
+    supported = list(info["cpu_isas_supported"])
+    assert supported and supported[-1] == "scalar", supported
+    requested = os.environ.get("GAPO_CPU_ISA", "")
+    if requested:
+        assert info["cpu_isa"] == requested, (info["cpu_isa"], requested)
+    else:
+        assert info["cpu_isa"] == supported[0], (info["cpu_isa"], supported)
+
+
+def _run(env_isa: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GAPO_CPU_ISA=env_isa)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(bool(os.environ.get("GAPO_CPU_ISA")), reason="already running on one chosen path")
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "neon", "scalar"])
+def test_every_supported_path(isa):
+    supported = list(gapo_kernels.build_info()["cpu_isas_supported"])
+    if isa not in supported:
+        pytest.skip(f"this CPU/build runs {supported}, not {isa}")
+    if isa == gapo_kernels.build_info()["cpu_isa"]:
+        pytest.skip(f"{isa} is this process's path: the rest of the suite runs on it")
+    proc = _run(isa, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                os.path.join(HERE, "test_cpu_isa.py"), os.path.join(HERE, "test_advantage.py"), "-k", "not cpu-torch and not cuda-")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_invalid_path_name_fails_every_cpu_call_with_a_clear_error():
+    code = ("import torch, gapo_kernels\n"
+            "assert gapo_kernels.build_info()['cpu_isa'] == ''\n"
+            "try:\n"
+            "    gapo_kernels.advantage(torch.ones(4), torch.tensor([0, 4]), backend='cpu')\n"
+            "except Exception as exc:\n"
+            "    print('ERROR', exc)\n")
+    proc = _run("avx1024", "-c", code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ERROR" in proc.stdout and "GAPO_CPU_ISA=avx1024" in proc.stdout and "scalar" in proc.stdout, proc.stdout
+
+
+def test_a_cap_above_the_cpu_runs_the_best_path_below_it():
+    supported = list(gapo_kernels.build_info()["cpu_isas_supported"])
+    proc = _run("avx512" if sys.platform != "darwin" and os.uname().machine == "x86_64" else "neon",
+                "-c", "import gapo_kernels; print(gapo_kernels.build_info()['cpu_isa'])")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == supported[0], (proc.stdout, supported)

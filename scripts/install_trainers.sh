@@ -50,7 +50,7 @@ if missing:
     print("install_trainers: to install: " + ", ".join(missing))
     sys.exit(1)
 '; then
-    echo "install_trainers: verl, trl and their pins already installed in $VENV"
+    say "verl, trl and their pins already installed in $VENV"
     exit 0
 fi
 rm -f "$STAMP"
@@ -69,6 +69,8 @@ sed -e 's/#.*//' "$REQ" | grep -viE '^[[:space:]]*verl([=<>! ]|$)' | grep -vE '^
 step "installing TRL and what verl imports (requirements/trainers.txt)" "${PIP[@]}" -r "$TMP_REQ"
 
 # 3. Check the result: torch untouched, the trainers and the verl modules the tests use import.
+#    (verl's import warnings go to the log; the last line, the versions, is printed.)
+check_trainers() {
 "$PY" - <<'PYEOF'
 import torch
 assert torch.__version__.split("+")[0] == "2.13.0", f"torch was changed to {torch.__version__}"
@@ -77,6 +79,9 @@ import verl
 from verl.trainer.ppo import core_algos  # noqa: F401
 from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: F401  (what tests/test_verl.py calls)
 
-print(f"install_trainers: verl {verl.__version__}, trl {trl.__version__}, torch {torch.__version__}")
+print(f"verl {verl.__version__}, trl {trl.__version__}, torch {torch.__version__}")
 PYEOF
+}
+step "checking that torch, verl and TRL import" check_trainers
+say "$(tail -n 1 "$GAPO_LOG")"
 echo "$WANT_STAMP" >"$STAMP"

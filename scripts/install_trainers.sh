@@ -88,4 +88,5 @@ from verl.trainer.ppo.v1 import trainer_base  # noqa: F401  (the default trainer
 print(f"verl {verl.__version__}, trl {trl.__version__}, torch {torch.__version__}")
 '
 step "checking that the trainers import" env TORCH_PIN="$TORCH_PIN" "$PY" -c "$CHECK_TRAINERS"
+say "$(tail -n 1 "$GAPO_LOG")"
 echo "$WANT_STAMP" >"$STAMP"

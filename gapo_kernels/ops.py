@@ -76,6 +76,22 @@ if _C is not None:
         offsets = group_ids.new_empty((num_groups + 1,), dtype=torch.int64)
         return order, offsets, group_ids.new_empty((num_groups,))
 
+    @torch.library.register_fake("gapo::group_stats_with_shape")
+    def _group_stats_with_shape_fake(rewards, offsets, tau, baseline, scale):
+        _check_rewards(rewards)
+        _check_offsets(offsets, rewards, check_values=False)
+        num_groups = offsets.shape[0] - 1
+        stat_dtype = torch.float64 if rewards.dtype == torch.float64 else torch.float32
+        return (rewards.new_empty((9, num_groups), dtype=stat_dtype), rewards.new_empty((2, num_groups), dtype=torch.int64))
+
+    # Advantages and statistics are constants to the policy loss: the ops are not differentiable,
+    # so autograd falls through to the kernels and no output requires grad, whatever the inputs.
+    # A fallthrough costs nothing per call (the dispatcher skips the key), unlike an autograd
+    # formula that raises.
+    _AUTOGRAD_FALLTHROUGH = torch.library.Library("gapo", "IMPL")
+    for _op in ("advantage", "advantage_by_ids", "group_stats", "group_rows_by_ids", "group_stats_with_shape"):
+        _AUTOGRAD_FALLTHROUGH.impl(_op, torch.library.fallthrough_kernel, "Autograd")
+
 
 # --- what this install can run ----------------------------------------------------------------
 def build_info() -> dict:

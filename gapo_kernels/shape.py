@@ -139,19 +139,6 @@ def group_shapes(rewards, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return skewness, kurtosis, shape
 
 
-if _C is not None:
-
-    @torch.library.register_fake("gapo::group_stats_with_shape")
-    def _group_stats_with_shape_fake(rewards, offsets, tau, baseline, scale):
-        num_groups = offsets.shape[0] - 1
-        stat_dtype = torch.float64 if rewards.dtype == torch.float64 else torch.float32
-
-        return (
-            rewards.new_empty((9, num_groups), dtype=stat_dtype),
-            rewards.new_empty((2, num_groups), dtype=torch.int64),
-        )
-
-
 def stats_with_shape_columns(floats: torch.Tensor, integers: torch.Tensor) -> tuple:
     """The eleven ``GroupStats`` columns, in order, from the two blocks of ``group_stats_with_shape``."""
     q, s, low, high, mean, lowest, highest, skewness, kurtosis = floats.unbind(0)

@@ -568,3 +568,16 @@ def test_diagnostics_see_the_skew():
     lone = gapo_diagnostics(torch.tensor([1.0, float("nan")]), group_ids=torch.tensor([0, 1]))
     assert np.isnan(lone["abs_q_minus_mean"]) and np.isnan(lone["frac_q_above_mean"])
     assert lone["num_singleton_groups"] == 1 and lone["num_empty_groups"] == 1 and lone["num_missing_rewards"] == 1
+
+
+@pytest.mark.parametrize(("gapo_scale", "scale"), [("none", "none"), ("None", "none"), ("std", "std"), ("null", "rms")])
+def test_gapo_scale_none_is_a_scale_not_an_unset_key(gapo_scale, scale):
+    token_level_rewards, response_mask, index = verl_batch(seed=121, num_prompts=16)
+    config = {"adv_estimator": "gapo", "gapo_scale": gapo_scale}
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": token_level_rewards, "response_mask": response_mask}, non_tensors={"uid": index}
+    )
+    advantages = compute_advantage(data, adv_estimator="gapo", config=config).batch["advantages"]
+    assert_close(
+        advantages, expected(token_level_rewards, response_mask, index, tau=0.5, baseline="hdi_median", scale=scale)
+    )

@@ -68,8 +68,14 @@ def _read_config(config: Any) -> dict[str, Any]:
     return {key: getattr(config, key) for key in _CONFIG_KEYS if hasattr(config, key)}
 
 
-def _is_unset(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in _UNSET)
+def _is_unset(key: str, value: Any) -> bool:
+    """None / "" / "null" (and "none", except for gapo_scale, where it names a scale) mean unset."""
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    word = value.strip().lower()
+    return word in ("", "null") if key == "gapo_scale" else word in _UNSET
 
 
 def _as_tau(value: Any, key: str) -> float:
@@ -133,11 +139,12 @@ def resolve_settings(
     Precedence per setting: our ``gapo_*`` key > the authors' key (``find_method``,
     ``find_target_fraction``) > for the scale, ``norm_adv_by_std_in_grpo`` (an explicit argument
     first, then the config's) > default. ``epsilon`` (verl's argument) is used unless the config
-    sets ``gapo_eps``. A value of None / "none" / "null" / "" counts as not set.
+    sets ``gapo_eps``. A value of None / "null" / "" counts as not set, and so does "none" for
+    every key but ``gapo_scale`` (where ``none`` is the scale of Dr. GRPO).
     """
     if estimator not in ESTIMATOR_BASELINES:
         raise ValueError(f"unknown GAPO estimator {estimator!r}; known: {sorted(ESTIMATOR_BASELINES)}")
-    values = {key: value for key, value in _read_config(config).items() if not _is_unset(value)}
+    values = {key: value for key, value in _read_config(config).items() if not _is_unset(key, value)}
 
     # baseline
     requested, source = None, None

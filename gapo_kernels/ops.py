@@ -341,7 +341,7 @@ def group_stats(
     else:
         _check_offsets(offsets, rewards, name != "cpu" and rewards.device.type == "cpu")
         if rewards.device.type == "meta":  # shape-only: the compiled op's fake kernel
-            return GroupStats(*_group_stats_fake(rewards, offsets, tau, baseline, scale))
+            return GroupStats(*stats_with_shape_columns(*_group_stats_with_shape_fake(rewards, offsets, tau, baseline, scale)))
 
     if name == "cpu":  # one sort per group serves the statistics and the shape
         blocks = torch.ops.gapo.group_stats_with_shape(rewards, offsets, float(tau), baseline, scale)

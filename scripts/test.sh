@@ -22,12 +22,17 @@ COMPAT_ENV="${GAPO_TEST_COMPAT:-3.11:torch==2.11.0:numpy<2.4}"
 
 bash scripts/setup_env.sh
 bash scripts/install_trainers.sh "$VENV"
+# matplotlib: the report's and the benchmarks' PNGs are drawn and looked at in the tests too.
+step "installing the plotting requirements (requirements/bench.txt)" \
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -r requirements/bench.txt -c requirements/constraints.txt
 echo "== CUDA compile check"
 bash scripts/check_cuda_compile.sh "$VENV/bin/python"
 echo "== aarch64 compile check"
 bash scripts/check_aarch64_compile.sh "$VENV/bin/python"
 echo "== tests"
 "$VENV/bin/python" -m pytest "$@"
+echo "== SkyRL and OpenRLHF (Python 3.12 venv)"
+bash scripts/test_next_trainers.sh
 if [[ "$COMPAT_ENV" != "none" ]]; then
   echo "== the wheel beside another torch"
   bash scripts/compat.sh --cpu --torch-env "$VENV" "$COMPAT_ENV"

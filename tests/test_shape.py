@@ -307,15 +307,15 @@ def test_raw_op_checks_its_arguments_and_passes_opcheck():
     op = torch.ops.gapo.group_stats_with_shape
     torch.library.opcheck(op.default, (rewards, offsets, 0.5, "hdi_median", "rms"))
     torch.library.opcheck(op.default, (rewards.double(), offsets.int(), 0.25, "mean", "std"))
-    with pytest.raises(RuntimeError, match="offsets must be non-decreasing"):
+    with pytest.raises(ValueError, match="offsets must be non-decreasing"):
         op(rewards, torch.tensor([0, 20, 10, 40]), 0.5, "hdi_median", "rms")
-    with pytest.raises(RuntimeError, match="offsets must end at the number of rewards"):
+    with pytest.raises(ValueError, match="offsets must end at the number of rewards"):
         op(rewards, torch.tensor([0, 39]), 0.5, "hdi_median", "rms")
-    with pytest.raises(RuntimeError, match="rewards must be float16"):
+    with pytest.raises(ValueError, match="rewards must be float16"):
         op(torch.arange(4), torch.tensor([0, 4]), 0.5, "hdi_median", "rms")
-    with pytest.raises(RuntimeError, match="tau must be in"):
+    with pytest.raises(ValueError, match="tau must be in"):
         op(rewards, offsets, 0.0, "hdi_median", "rms")
-    with pytest.raises(RuntimeError, match="baseline must be one of"):
+    with pytest.raises(ValueError, match="baseline must be one of"):
         op(rewards, offsets, 0.5, "trimmed", "rms")
     floats, integers = op(rewards.to("meta"), offsets.to("meta"), 0.5, "hdi_median", "rms")
     assert floats.shape == (9, 3) and integers.shape == (2, 3) and integers.dtype == torch.int64

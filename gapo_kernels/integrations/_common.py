@@ -178,7 +178,7 @@ def resolve_settings(
 
     # scale
     if "gapo_scale" in values:
-        scale = str(values["gapo_scale"]).strip()
+        scale = str(values["gapo_scale"]).strip().lower()
         if scale not in SCALES:
             raise ValueError(f"algorithm.gapo_scale must be one of {SCALES}, got {scale!r}")
     else:

@@ -5,7 +5,7 @@
     adv = gapo_kernels.advantage(rewards, group_ids=prompt)   # rows in any order
     torch.ops.gapo.advantage(rewards, offsets, 0.5, "hdi_median", "rms", 1e-6)
 
-The contract is ../shared/SPEC.md; ``gapo_kernels.reference`` is its executable form.
+The contract is docs/spec.md; ``gapo_kernels.reference`` is its executable form.
 """
 
 from . import reference

@@ -1,4 +1,4 @@
-// The per-group logic of the GAPO advantage family (../shared/SPEC.md), shared by every
+// The per-group logic of the GAPO advantage family (docs/spec.md), shared by every
 // compiled backend. The CPU kernel and the CUDA kernel both include this file; neither has
 // its own copy of the window, median or scale rules. The NumPy reference, the torch backend
 // and the Triton kernels mirror the numerics rule below step for step.

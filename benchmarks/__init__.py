@@ -1,1 +1,1 @@
-"""gapo_kernels benchmark suite (issue 5). Run it with ``python -m benchmarks.run``."""
+"""gapo_kernels benchmark suite. Run it with ``python -m benchmarks.run``."""

@@ -167,7 +167,7 @@ def python_loop_advantage(rewards: torch.Tensor, index: np.ndarray, tau: float =
     lists keyed by the group label, then per group a Python sort, a scan over the windows of
     the sorted scores for the narrowest one (the highest-density interval), the window's
     median and the group's spread, then a loop over the rows to normalise. It follows
-    SPEC.md's choices (window size, ties, singletons, missing rewards) so that it passes the
+    docs/spec.md's choices (window size, ties, singletons, missing rewards) so that it passes the
     same check as every other contender.
     """
     scores = rewards.tolist()

@@ -6,7 +6,7 @@ For every workload (benchmarks/workloads.py) and every available contender
      small workloads, on a fixed sample of whole groups for big ones); a wrong answer is
      reported as FAILED and not timed;
   2. time it (wall clock, samples of all contenders of a workload taken round-robin);
-then print a table per workload, the thread scaling, the peak memory, the issue's CPU targets
+then print a table per workload, the thread scaling, the peak memory, the CPU speed targets
 as PASS/FAIL lines, and a GPU section when CUDA is there. Results go to a JSON file and the
 size sweep to a PNG plot (``--out``, default benchmarks/results/).
 """

@@ -63,7 +63,7 @@ def verdict(tid: str, text: str, measured: float | None, op: str, threshold: flo
 
 
 def evaluate_targets(results: list[dict], threads_rows: list[dict], memory_rows: list[dict]) -> list[dict]:
-    """The issue's CPU targets as PASS / FAIL / N/A, each with the measured ratio and its times."""
+    """The CPU speed targets as PASS / FAIL / N/A, each with the measured ratio and its times."""
     cpu = {(r["workload"], r["contender"]): r for r in results if r["device"] == "cpu"}
 
     def med(workload, contender=TARGET, stat="median_s"):

@@ -3,7 +3,7 @@
 #include <torch/csrc/stable/library.h>
 
 STABLE_TORCH_LIBRARY(gapo, m) {
-  // Advantages of ragged groups given by CSR offsets (../shared/SPEC.md). max_group_size is an
+  // Advantages of ragged groups given by CSR offsets (docs/spec.md). max_group_size is an
   // optional upper bound on offsets[g + 1] - offsets[g]: on CUDA it lets the op pick its kernel
   // without reading offsets back to the host (so the call can be captured in a CUDA graph).
   m.def(

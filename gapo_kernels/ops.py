@@ -268,7 +268,7 @@ def advantage(
 
     Groups are ``rewards[offsets[g]:offsets[g + 1]]`` or the rows sharing a ``group_ids``
     value (any order). NaN/inf rewards are missing: left out of their group, advantage 0.
-    Returns a tensor of the dtype, device and shape of ``rewards``. See ../shared/SPEC.md.
+    Returns a tensor of the dtype, device and shape of ``rewards``. See docs/spec.md.
 
     ``max_group_size`` bounds the largest group; on CUDA it saves the one host read the kernel
     otherwise needs to choose its launch, which makes the call CUDA-graph capturable.

@@ -1,4 +1,4 @@
-"""NumPy reference implementation of ``../shared/SPEC.md``: the oracle for every backend.
+"""NumPy reference implementation of docs/spec.md: the oracle for every backend.
 
 Written for clarity, not speed: one group at a time, float64 throughout, exactly-rounded sums
 (``math.fsum``), and the numerics rule of csrc/gapo/group_logic.h (power-of-two scaling of each

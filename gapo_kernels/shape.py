@@ -33,7 +33,7 @@ import math
 import numpy as np
 import torch
 
-try:  # the compiled library registers torch.ops.gapo.group_shape when imported
+try:  # the compiled library registers torch.ops.gapo.group_stats_with_shape when imported
     from . import _C
 except ImportError:  # a source checkout that was never built: the NumPy rule serves
     _C = None

@@ -9,8 +9,9 @@
 # Environment:
 #   NVCC                  the compiler (default: nvcc on PATH)
 #   GAPO_CHECK_ARCHS      gencode targets, default "80 90a"
-#   GAPO_CHECK_CUDA_LINK  1: also configure and build the whole extension with CMake in a temp
-#                         dir with GAPO_WITH_CUDA=ON, proving the CUDA objects link into _C
+#   GAPO_CHECK_CUDA_LINK  1: also configure and build both libraries with CMake in a temp dir
+#                         with GAPO_WITH_CUDA=ON, proving the CUDA objects link into the ops
+#                         library (libgapo_ops.so) and the pybind11 module links against it
 #   CMAKE                 the cmake for that (default: cmake on PATH; needs one that knows nvcc's
 #                         C++20 flag: 3.25 does not, 3.31 does)
 set -euo pipefail
@@ -104,8 +105,13 @@ if [[ "${GAPO_CHECK_CUDA_LINK:-0}" == "1" && $status -eq 0 ]]; then
     echo "FAILED: the CUDA-enabled CMake build does not configure, compile or link" >&2
     status=1
   else
-    lib="$(find "$BUILD" -name '_C*.so' | head -n 1)"
-    echo "   linked: ${lib#"$BUILD"/} ($(du -h "$lib" | cut -f1))"
+    lib="$(find "$BUILD" -name 'libgapo_ops.so' | head -n 1)"
+    if [[ -z "$lib" ]]; then
+      echo "FAILED: the CMake build produced no libgapo_ops.so" >&2
+      status=1
+    else
+      echo "   linked: ${lib#"$BUILD"/} ($(du -h "$lib" | cut -f1))"
+    fi
   fi
 fi
 

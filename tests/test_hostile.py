@@ -61,7 +61,7 @@ def test_all_equal_groups_give_exactly_zero(backend, dtype, eps):
             assert torch.equal(stats.scale, torch.full_like(value, 1.0 if scale == "none" else 0.0))
 
 
-def test_the_issue_examples_of_equal_groups():
+def test_equal_groups_that_rounding_would_move_give_zero():
     tenths = torch.full((6,), 0.1, dtype=torch.float64)
     near_trillion = torch.full((5,), 1e12 + 0.3, dtype=torch.float64)
     for backend in BACKENDS:
@@ -199,7 +199,7 @@ def test_raw_ops_honour_every_stride(rewards_stride, index_stride, index_dtype):
         assert torch.equal(got, want)
 
 
-def test_the_issue_example_of_strided_offsets():
+def test_strided_offsets_are_read_by_their_strides():
     r = torch.arange(10.0) ** 2
     off = torch.tensor([0, 1, 3, 10, 6, 0, 10])[::2]  # [0, 3, 6, 10]
     assert gapo_kernels.group_stats(r, off).count.tolist() == [3, 3, 4]

@@ -1,7 +1,8 @@
-// The per-group logic of the GAPO advantage family (../shared/SPEC.md), shared by every
+// The per-group logic of the GAPO advantage family (docs/spec.md), shared by every
 // compiled backend. The CPU kernel and the CUDA kernel both include this file; neither has
 // its own copy of the window, median or scale rules. The NumPy reference, the torch backend
-// and the Triton kernels mirror the numerics rule below step for step.
+// and the Triton kernels follow the numerics rule below (Triton takes the sum of squares about
+// Q as sum (x - mean)^2 + n (mean - Q)^2; docs/triton.md).
 //
 // Everything here is a plain function over pointers and scalars so it compiles as host code
 // and, under nvcc, as __host__ __device__ code. Nothing allocates and nothing touches torch.
@@ -70,9 +71,9 @@ struct Params {
   Scale scale;
 };
 
-// Everything the op reports per group. Every backend accumulates in double (Acc = double): the
-// spec asks for float32 at least, but a float32 Q can be off by ~1e-4 of S for a tight group
-// far from 0, more than the 1e-5 relative the results are held to.
+// Everything the op reports per group. Every backend accumulates in double (Acc = double), as
+// the contract requires: a float32 Q can be off by ~1e-4 of S for a tight group far from 0,
+// more than the 1e-5 relative that float32 results are held to.
 template <class Acc>
 struct GroupStats {
   Acc baseline;   // Q

@@ -1,5 +1,5 @@
 // Host-side argument checks shared by the CPU and CUDA implementations of the gapo ops.
-// Every message names the argument and what was expected (../shared/SPEC.md, "Errors"); this
+// Every message names the argument and what was expected (docs/spec.md, "Errors"); this
 // file is their one home on the C++ side (gapo_kernels/_checks.py and ops.py word the same
 // errors the same way, and tests/test_errors.py holds the two to identical text).
 //

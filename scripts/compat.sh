@@ -106,6 +106,11 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
       "$venv/bin/python" -m pip install --disable-pip-version-check --no-input "$wheel" "pytest>=8" "hypothesis>=6.100"
   fi
   cp -r tests "$run_dir/"
+  # Sources some tests read as text (the C++ enums, the Triton resource tool); no Python package
+  # among them, so the installed wheel is still the gapo_kernels that is imported.
+  mkdir -p "$run_dir/csrc" "$run_dir/scripts"
+  cp -r csrc/gapo "$run_dir/csrc/"
+  cp scripts/triton_resource_usage.py "$run_dir/scripts/"
   cp pyproject.toml "$run_dir/"  # pytest's settings (markers)
   # From the copy's folder, where no gapo_kernels source tree can shadow the installed wheel.
   if ! versions="$(cd "$run_dir" && "$venv/bin/python" - 2>>"$GAPO_LOG" <<'EOF'

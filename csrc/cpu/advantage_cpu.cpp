@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cpu/cpu_isa.h"
+#include "cpu/group_scans_avx2.h"
 #include "cpu/sort_keys.h"
 #include "gapo/group_logic.h"
 #include "gapo/op_boxing.h"
@@ -132,19 +133,33 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
   });
 }
 
+// Calls f(scans) with the Scans policy of group_stats_of_sorted for the active path: the AVX2
+// passes (group_scans_avx2.h) where the CPU has AVX2, the scalar ones elsewhere.
+template <class F>
+void with_group_scans(F&& f) {
+#ifdef GAPO_CPU_ISA_X86
+  const CpuIsa isa = active_cpu_isa();
+  if (isa == CpuIsa::Avx2 || isa == CpuIsa::Avx512) return f(avx2::Scans{});
+#endif
+  return f(ScalarScans{});
+}
+
 // Advantages of every group; position p of the (group-ordered) values goes to out[out_row(p)].
 template <class T, class Index, class OutRow>
 void write_advantages(const T* values, int64_t stride, const Index* offsets, int64_t num_groups, OutRow out_row,
                       const Params& params, T* out) {
-  for_each_sorted_group(values, stride, offsets, num_groups,
-                        [&](int64_t, int64_t first, int64_t last, const SortKey<T>* sorted, int64_t n) {
-                          if (first == last) return;
-                          AdvantageMap map;
-                          group_stats_of_sorted<double>(sorted, n, params, &map);
-                          for (int64_t p = first; p < last; ++p) {
-                            out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));
-                          }
-                        });
+  with_group_scans([&](auto scans) {
+    using Scans = decltype(scans);
+    for_each_sorted_group(values, stride, offsets, num_groups,
+                          [&](int64_t, int64_t first, int64_t last, const SortKey<T>* sorted, int64_t n) {
+                            if (first == last) return;
+                            AdvantageMap map;
+                            group_stats_of_sorted<double, SortKey<T>, Scans>(sorted, n, params, &map);
+                            for (int64_t p = first; p < last; ++p) {
+                              out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));
+                            }
+                          });
+  });
 }
 
 template <class F>
@@ -246,24 +261,28 @@ void write_group_stats(const Tensor& rewards, const Tensor& offsets, const Param
     check_offsets_values(off, num_groups, rewards.numel());
     dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
       using T = decltype(reward_tag);
-      for_each_sorted_group(rewards.const_data_ptr<T>(), rewards.stride(0), off, num_groups,
-                            [&](int64_t g, int64_t, int64_t, const SortKey<T>* sorted, int64_t n) {
-                              const GroupStats<double> st = group_stats_of_sorted<double>(sorted, n, params);
-                              out.baseline[g] = static_cast<S>(st.baseline);
-                              out.scale[g] = static_cast<S>(st.scale);
-                              out.hdi_low[g] = static_cast<S>(st.hdi_low);
-                              out.hdi_high[g] = static_cast<S>(st.hdi_high);
-                              out.mean[g] = static_cast<S>(st.mean);
-                              out.min[g] = static_cast<S>(st.min);
-                              out.max[g] = static_cast<S>(st.max);
-                              out.count[g] = st.count;
-                              if (out.shape != nullptr) {
-                                const ShapeStats shape = reward_shape_of_sorted(sorted, n);
-                                out.skewness[g] = static_cast<S>(shape.skewness);
-                                out.kurtosis[g] = static_cast<S>(shape.kurtosis);
-                                out.shape[g] = static_cast<int64_t>(shape.shape);
-                              }
-                            });
+      with_group_scans([&](auto scans) {
+        using Scans = decltype(scans);
+        for_each_sorted_group(rewards.const_data_ptr<T>(), rewards.stride(0), off, num_groups,
+                              [&](int64_t g, int64_t, int64_t, const SortKey<T>* sorted, int64_t n) {
+                                const GroupStats<double> st =
+                                    group_stats_of_sorted<double, SortKey<T>, Scans>(sorted, n, params);
+                                out.baseline[g] = static_cast<S>(st.baseline);
+                                out.scale[g] = static_cast<S>(st.scale);
+                                out.hdi_low[g] = static_cast<S>(st.hdi_low);
+                                out.hdi_high[g] = static_cast<S>(st.hdi_high);
+                                out.mean[g] = static_cast<S>(st.mean);
+                                out.min[g] = static_cast<S>(st.min);
+                                out.max[g] = static_cast<S>(st.max);
+                                out.count[g] = st.count;
+                                if (out.shape != nullptr) {
+                                  const ShapeStats shape = reward_shape_of_sorted(sorted, n);
+                                  out.skewness[g] = static_cast<S>(shape.skewness);
+                                  out.kurtosis[g] = static_cast<S>(shape.kurtosis);
+                                  out.shape[g] = static_cast<int64_t>(shape.shape);
+                                }
+                              });
+      });
     });
   });
 }

@@ -236,6 +236,21 @@ GAPO_HOST_DEVICE double sum_of_squared_deviations(const T* values, int64_t n, do
   return (part[0] + part[1]) + (part[2] + part[3]);
 }
 
+// The two passes over a whole group (the window scan and the sum of squares), as a policy of
+// group_stats_of_sorted: on large groups they are most of the per-group work, and the CPU
+// kernel substitutes SIMD versions with the same results, bit for bit (cpu/group_scans_avx2.h).
+// Every other caller uses these.
+struct ScalarScans {
+  template <class T>
+  GAPO_HOST_DEVICE static int64_t hdi_start(const T* sorted, int64_t n, int64_t k) {
+    return gapo::hdi_start(sorted, n, k);
+  }
+  template <class T>
+  GAPO_HOST_DEVICE static double sum_of_squared_deviations(const T* values, int64_t n, double down, double center) {
+    return gapo::sum_of_squared_deviations(values, n, down, center);
+  }
+};
+
 // Q' (scaled) for a group of n >= 2 sorted finite keys. window_mean (scaled) is only read for
 // HdiMean (a parallel caller computes it with a reduction; sequential callers pass
 // scaled_mean over the window).
@@ -303,7 +318,7 @@ GAPO_HOST_DEVICE double advantage_of(T reward, const AdvantageMap& map) {
 // Stats of a group from its n >= 0 finite keys, sorted ascending, and the map its advantages
 // follow (for p.eps). The conventions for singletons, all-equal and empty groups live here.
 // With a map requested, st.mean is NaN where neither Q nor S needs it.
-template <class Acc, class T>
+template <class Acc, class T, class Scans = ScalarScans>
 GAPO_HOST_DEVICE GroupStats<Acc> group_stats_of_sorted(const T* sorted, int64_t n, const Params& p,
                                                        AdvantageMap* map = nullptr) {
   GroupStats<Acc> st;
@@ -315,7 +330,7 @@ GAPO_HOST_DEVICE GroupStats<Acc> group_stats_of_sorted(const T* sorted, int64_t 
     return st;
   }
   const int64_t k = window_size(n, p.tau);
-  const int64_t start = hdi_start(sorted, n, k);
+  const int64_t start = Scans::hdi_start(sorted, n, k);
   st.hdi_low = static_cast<Acc>(unsigned_zero(sorted[start]));
   st.hdi_high = static_cast<Acc>(unsigned_zero(sorted[start + k - 1]));
   st.min = static_cast<Acc>(unsigned_zero(sorted[0]));
@@ -343,7 +358,7 @@ GAPO_HOST_DEVICE GroupStats<Acc> group_stats_of_sorted(const T* sorted, int64_t 
   double s = 1.0;
   if (p.scale != Scale::None) {
     const double center = scale_center(p.scale, baseline, mean);
-    s = scale_from_sum_sq(p.scale, sum_of_squared_deviations(sorted, n, g.down, center), n);
+    s = scale_from_sum_sq(p.scale, Scans::sum_of_squared_deviations(sorted, n, g.down, center), n);
   }
   st.mean = static_cast<Acc>(mean * g.up);
   st.baseline = static_cast<Acc>(baseline * g.up);

@@ -123,3 +123,50 @@ def test_a_cap_above_the_cpu_runs_the_best_path_below_it():
                 "-c", "import gapo_kernels; print(gapo_kernels.build_info()['cpu_isa'])")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == supported[0], (proc.stdout, supported)
+
+
+# Every path must choose the same window and compute the same bits: the vectorised window scan
+# and sum of squares keep the scalar order of operations. Each path writes its results for a
+# hostile batch (ties, plateaus, NaN, wide magnitudes, every dtype, baseline and scale) and
+# the files are compared byte for byte.
+_BITWISE_SCRIPT = r"""
+import sys, numpy as np, torch, gapo_kernels
+torch.set_num_threads(1)
+rng = np.random.default_rng(11)
+sizes = [1, 2, 3, 5, 14, 31, 32, 33, 63, 64, 65, 127, 200, 256, 257, 1000, 1025, 3000]
+parts = []
+for size in sizes:
+    base = rng.choice([rng.normal(size=size), np.round(rng.normal(size=size), 1), np.full(size, 0.3)])
+    base = base * rng.choice([1e-30, 1.0, 1e30])
+    base[rng.random(size) < 0.05] = np.nan
+    parts.append(base)
+values = np.concatenate(parts)
+offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+out = []
+for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+    rewards = torch.from_numpy(values).to(dtype)
+    for baseline in ("hdi_median", "hdi_mean", "median", "mean"):
+        for scale in ("rms", "std", "none"):
+            for tau in (0.1, 0.5, 0.75, 1.0):
+                adv = torch.ops.gapo.advantage(rewards, offsets, tau, baseline, scale, 1e-6)
+                out.append(adv.double().numpy())
+                stats = torch.ops.gapo.group_stats(rewards, offsets, tau, baseline, scale)
+                out += [column.double().numpy() for column in stats]
+np.save(sys.argv[1], np.concatenate(out))
+"""
+
+
+@pytest.mark.skipif(bool(os.environ.get("GAPO_CPU_ISA")), reason="already running on one chosen path")
+def test_every_path_computes_the_same_bits(tmp_path):
+    supported = list(gapo_kernels.build_info()["cpu_isas_supported"])
+    if len(supported) < 2:
+        pytest.skip(f"this CPU/build runs only {supported}")
+    results = {}
+    for isa in supported:
+        path = tmp_path / f"{isa}.npy"
+        proc = _run(isa, "-c", _BITWISE_SCRIPT, str(path))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[isa] = np.load(path)
+    first = supported[0]
+    for isa in supported[1:]:
+        assert results[isa].tobytes() == results[first].tobytes(), f"{isa} and {first} differ"

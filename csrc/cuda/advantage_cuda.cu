@@ -364,6 +364,7 @@ void run_plan(const LaunchPlan& plan, KernelArgs<Scalar, Key> a, const Tensor& l
   void* cub_temp = nullptr;
   size_t cub_bytes = 0;
   if (plan.classify) {
+    l = list_layout_of(plan);
     STD_TORCH_CHECK(a.num_groups < INT_MAX, "gapo: this launch plan needs fewer than 2^31 groups, got ", a.num_groups);
     if (large) {
       STD_TORCH_CHECK(a.num_rewards <= INT_MAX,
@@ -391,13 +392,6 @@ void run_plan(const LaunchPlan& plan, KernelArgs<Scalar, Key> a, const Tensor& l
     keys_out = aligned_slice<Key>(base, used, key_bytes);
     cub_temp = aligned_slice<unsigned char>(base, used, cub_bytes);
     GAPO_CUDA_CHECK(cudaMemsetAsync(base, 0, zeroed, stream));
-    l.listed = plan.listed;
-    l.top_path = plan.top_path;
-    l.empty_groups_listed = plan.empty_groups_listed;
-    for (int p = 0; p < kNumPaths; ++p) {
-      l.offset[p] = plan.list_offset[p];
-      l.room[p] = plan.list_room[p];
-    }
     const int64_t blocks = std::min<int64_t>((a.num_groups + kClassifyThreads - 1) / kClassifyThreads, 2048);
     classify_groups_kernel<Scalar, Key><<<grid_size(blocks), kClassifyThreads, 0, stream>>>(a, l);
     GAPO_CHECK_LAUNCH();

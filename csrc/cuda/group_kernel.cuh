@@ -515,6 +515,20 @@ struct ListArgs {
   int32_t* segment_end = nullptr;
 };
 
+// The list layout a plan chose (host side); the caller points lists, lengths and the segment
+// bounds at its memory.
+inline ListArgs list_layout_of(const LaunchPlan& plan) {
+  ListArgs l;
+  l.listed = plan.listed;
+  l.top_path = plan.top_path;
+  l.empty_groups_listed = plan.empty_groups_listed;
+  for (int p = 0; p < kNumPaths; ++p) {
+    l.offset[p] = plan.list_offset[p];
+    l.room[p] = plan.list_room[p];
+  }
+  return l;
+}
+
 // The path group g is listed on (-1: none), and its clamped bounds.
 template <class Scalar, class Key>
 GAPO_TEAM_FN int list_path_of(const KernelArgs<Scalar, Key>& a, const ListArgs& l, int64_t g, int64_t& begin,

@@ -197,14 +197,7 @@ void emulate_plan(const LaunchPlan& plan, KernelArgs<Scalar, Key> a) {
   std::vector<int32_t> lists(static_cast<size_t>(plan.list_total) + 1, -1);
   std::vector<int32_t> lengths(kNumPaths, 0);
   std::vector<int32_t> begin(static_cast<size_t>(plan.large_segments) + 1, 0), end(begin.size(), 0);
-  ListArgs l;
-  l.listed = plan.listed;
-  l.top_path = plan.top_path;
-  l.empty_groups_listed = plan.empty_groups_listed;
-  for (int p = 0; p < kNumPaths; ++p) {
-    l.offset[p] = plan.list_offset[p];
-    l.room[p] = plan.list_room[p];
-  }
+  ListArgs l = list_layout_of(plan);
   l.lists = lists.data();
   l.lengths = lengths.data();
   l.segment_begin = begin.data();

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 
 import numpy as np
 import pytest
@@ -35,6 +34,7 @@ from gapo_kernels import RewardShape, reference
 from gapo_kernels.shape import shape_of_group
 from gapo_kernels.integrations import gapo_diagnostics
 from gapo_kernels.integrations._common import parse_bool, resolve_settings
+from tests.outcome_batches import assert_close, token_batch
 
 pytestmark = pytest.mark.trainers
 
@@ -61,31 +61,10 @@ def verl_batch(seed: int, num_prompts: int = 48, max_group: int = 12, length: in
     with np.repeat (as DataProto.repeat(interleave=True) does), rows then shuffled (verl
     reorders the batch), responses of random length with right padding, the outcome reward on
     the last response token plus a small per-token term inside the response (so that the
-    score is the row sum, not the last token). Rewards are skewed with outliers and ties.
+    score is the row sum, not the last token). Rewards are skewed with outliers and ties; a
+    ``missing`` share of them is NaN or +/-inf.
     """
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(1, max_group + 1, size=num_prompts)
-    sizes[:3] = (1, 2, max_group)
-    uids = np.array([str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(num_prompts)], dtype=object)
-    index = np.repeat(uids, sizes)
-    bs = index.size
-
-    outcome = np.round(rng.beta(5, 2, size=bs) * 4) / 4  # mostly high, ties
-    outliers = rng.random(bs) < 0.12
-    outcome[outliers] += rng.choice([-1.0, 1.0], size=outliers.sum()) * rng.pareto(1.5, size=outliers.sum()) * 5
-    if missing:
-        outcome[rng.random(bs) < missing] = np.nan
-    lengths = rng.integers(1, length + 1, size=bs)
-    response_mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
-    token_level_rewards = rng.normal(0, 0.01, size=(bs, length)).astype(np.float32) * response_mask
-    token_level_rewards[np.arange(bs), lengths - 1] += outcome.astype(np.float32)
-
-    order = rng.permutation(bs)
-    return (
-        torch.from_numpy(token_level_rewards[order]),
-        torch.from_numpy(response_mask[order]),
-        index[order],
-    )
+    return token_batch(seed, num_prompts=num_prompts, max_group=max_group, length=length, missing=missing)
 
 
 def algorithm_config(adv_estimator: str = "gapo", **extra):
@@ -126,12 +105,6 @@ def expected(token_level_rewards, response_mask, index, *, tau, baseline, scale,
     scores[response_mask.sum(dim=-1).numpy() == 0] = np.nan
     adv = reference.advantage(scores, group_ids=np.asarray(index), tau=tau, baseline=baseline, scale=scale, eps=eps)
     return adv[:, None] * response_mask.double().numpy()
-
-
-def assert_close(actual: torch.Tensor, want: np.ndarray, rtol: float = 1e-5):
-    got = actual.double().numpy()
-    assert np.all(np.isfinite(got))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, float(np.abs(want).max())))
 
 
 # --- registration ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ except ImportError as error:  # fail loudly: CI installs the trainers
     ) from error
 
 from gapo_kernels import reference
+from tests.outcome_batches import assert_close
 
 pytestmark = pytest.mark.trainers
 
@@ -150,12 +151,6 @@ def run_v1(token_level_rewards, response_mask, uid, keys, config, num_repeat=4):
         config=config,
     )
     return data.batch["advantages"], data.batch["returns"]
-
-
-def assert_close(actual: torch.Tensor, want: np.ndarray, rtol: float = 1e-5):
-    got = actual.double().numpy()
-    assert np.all(np.isfinite(got))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, float(np.abs(want).max())))
 
 
 # --- the wrap --------------------------------------------------------------------------------

@@ -16,8 +16,6 @@ Two halves:
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,16 +28,13 @@ from hypothesis import strategies as st
 import gapo_kernels
 from gapo_kernels._checks import BASELINES, SCALES
 from gapo_kernels._types import GroupStats
+from tests.host_programs import CAPACITIES, HOST_EMULATION, build_host_program
 from tests.oracle import assert_advantage_matches, assert_stats_match, strided_tensor
 from tests.strategies import ragged_batches, taus
 
-ROOT = Path(__file__).resolve().parents[1]
-EMULATOR_SOURCE = ROOT / "csrc" / "cuda" / "host_emulation" / "emulate_kernels.cpp"
-
-# The fused kernel's size classes (csrc/cuda/launch_plan.h), in order: path p serves groups of
-# up to CAPACITIES[p] rewards; LARGE_PATH is the sorted-segment path; PLANNED_PATH runs the op's
-# own launch plan (classify step, listed or direct launches, large path) in the emulation.
-CAPACITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Paths of the emulation: p < LARGE_PATH is fused size class p (CAPACITIES[p] rewards at most);
+# LARGE_PATH is the sorted-segment path; PLANNED_PATH runs the op's own launch plan (classify
+# step, listed or direct launches, large path).
 LARGE_PATH = len(CAPACITIES)
 PLANNED_PATH = LARGE_PATH + 1
 EMULATED_DTYPES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
@@ -54,17 +49,8 @@ def max_group_size(offsets: np.ndarray) -> int:
 # --- host emulation of the kernel bodies (runs without a GPU) ---------------------------------
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory) -> Path:
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if cxx is None:
-        pytest.skip("no host C++ compiler to build the CUDA kernel emulation")
-    exe = tmp_path_factory.mktemp("cuda_emulation") / "emulate_kernels"
-    build = subprocess.run(
-        [cxx, "-std=c++20", "-O1", "-pthread", f"-I{ROOT / 'csrc'}", str(EMULATOR_SOURCE), "-o", str(exe)],
-        capture_output=True,
-        text=True,
-    )
-    assert build.returncode == 0, f"the kernel emulation does not compile:\n{build.stderr[-4000:]}"
-    return exe
+    return build_host_program(tmp_path_factory, HOST_EMULATION / "emulate_kernels.cpp", "the CUDA kernel emulation",
+                              "-pthread")
 
 
 def emulate(exe, values, offsets, *, path, key_dtype, tau, baseline, scale, eps=1e-6, stride=1,

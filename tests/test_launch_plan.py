@@ -9,31 +9,21 @@ as JSON; the emulation tests in tests/test_cuda.py run the same plans end to end
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "csrc" / "cuda" / "host_emulation" / "print_launch_plan.cpp"
-CAPACITIES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+from tests.host_programs import CAPACITIES, HOST_EMULATION, build_host_program
+
 LARGE = len(CAPACITIES)
 NO_LIMIT = 2**63 - 1
 
 
 @pytest.fixture(scope="module")
 def planner(tmp_path_factory) -> Path:
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if cxx is None:
-        pytest.skip("no host C++ compiler to build the launch-plan printer")
-    exe = tmp_path_factory.mktemp("launch_plan") / "print_launch_plan"
-    build = subprocess.run([cxx, "-std=c++20", "-O1", f"-I{ROOT / 'csrc'}", str(SOURCE), "-o", str(exe)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-4000:]
-    return exe
+    return build_host_program(tmp_path_factory, HOST_EMULATION / "print_launch_plan.cpp", "the launch-plan printer")
 
 
 def path_of(size: int) -> int:

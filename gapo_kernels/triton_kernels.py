@@ -87,6 +87,25 @@ def baseline_scale_tail(n, lo, hi, down, up, mean, window_mean, median, ss_mean,
 
 
 @triton.jit
+def baseline_median(keys, i_star, k, n, has, down, BASELINE: tl.constexpr):
+    """The median a median baseline asks for, scaled by down, from a group's sorted keys.
+
+    keys points at each group's first sorted key; the HDI window's median (i_star, k) for
+    hdi_median, the whole group's (n keys) for median. -0.0 comes back as +0.0.
+    """
+    if BASELINE == HDI_MEDIAN:
+        m_lo = i_star
+        m_cnt = k
+    else:
+        m_lo = i_star * 0
+        m_cnt = n
+    mid = m_lo + m_cnt // 2
+    upper = tl.load(keys + mid, mask=has, other=0.0).to(tl.float64) * down
+    lower = tl.load(keys + mid - 1, mask=has & (m_cnt % 2 == 0), other=0.0).to(tl.float64) * down
+    return tl.where(m_cnt % 2 == 1, upper, (lower + upper) * 0.5) + 0.0
+
+
+@triton.jit
 def _clamped_bounds(off_ptr, g, ok, num_rewards):
     """Group bounds clamped to [0, N] and to begin <= end, as csrc/cuda/group_kernel.cuh does."""
     start = tl.load(off_ptr + g, mask=ok, other=0).to(tl.int64)
@@ -198,16 +217,7 @@ def tile_kernel(
         window_mean = w_pivot + tl.sum(tl.where(in_win, xs - w_pivot[:, None], 0.0), axis=1) / tl.maximum(
             k, 1).to(tl.float64)
     if (BASELINE == HDI_MEDIAN) or (BASELINE == MEDIAN):
-        if BASELINE == HDI_MEDIAN:
-            m_lo = i_star
-            m_cnt = k
-        else:
-            m_lo = tl.zeros_like(n)
-            m_cnt = n
-        mid = m_lo + m_cnt // 2
-        upper = tl.load(srt + mid, mask=has, other=0.0).to(tl.float64) * down
-        lower = tl.load(srt + mid - 1, mask=has & (m_cnt % 2 == 0), other=0.0).to(tl.float64) * down
-        median = tl.where(m_cnt % 2 == 1, upper, (lower + upper) * 0.5) + 0.0
+        median = baseline_median(srt, i_star, k, n, has, down, BASELINE)
     d_used, offset, factor = baseline_scale_tail(n, lo, hi, down, up, mean, window_mean, median, ss_mean, eps,
                                                  BASELINE, SCALE)
 
@@ -318,16 +328,7 @@ def sorted_kernel(
             wacc += tl.where(i < k, v * down - w_pivot, 0.0)
         window_mean = w_pivot + tl.sum(wacc, axis=0) / tl.maximum(k, 1).to(tl.float64)
     if (BASELINE == HDI_MEDIAN) or (BASELINE == MEDIAN):
-        if BASELINE == HDI_MEDIAN:
-            m_lo = i_star
-            m_cnt = k
-        else:
-            m_lo = i_star * 0
-            m_cnt = n
-        mid = m_lo + m_cnt // 2
-        upper = tl.load(base + mid, mask=has, other=0.0).to(tl.float64) * down
-        lower = tl.load(base + mid - 1, mask=has & (m_cnt % 2 == 0), other=0.0).to(tl.float64) * down
-        median = tl.where(m_cnt % 2 == 1, upper, (lower + upper) * 0.5) + 0.0
+        median = baseline_median(base, i_star, k, n, has, down, BASELINE)
     d_used, offset, factor = baseline_scale_tail(n, lo, hi, down, up, mean, window_mean, median, ss_mean, eps,
                                                  BASELINE, SCALE)
 

@@ -241,6 +241,21 @@ def test_outputs_never_require_grad(backend):
     assert_advantage_matches(outputs[0], rewards.detach(), offsets.numpy())
 
 
+def test_raw_op_outputs_never_require_grad():
+    rewards = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    offsets = torch.tensor([0, 5, 12])
+    ids = torch.tensor([1, 2] * 6)
+    outputs = [
+        torch.ops.gapo.advantage(rewards, offsets, 0.5, "hdi_median", "rms", 1e-6),
+        torch.ops.gapo.advantage_by_ids(rewards * 2, ids, 0.5, "mean", "rms", 1e-6),
+        *torch.ops.gapo.group_stats(rewards, offsets, 0.5, "hdi_median", "rms"),
+        *torch.ops.gapo.group_stats_with_shape(rewards, offsets, 0.5, "hdi_median", "rms"),
+    ]
+    for out in outputs:
+        assert not out.requires_grad and out.grad_fn is None
+    assert_advantage_matches(outputs[0], rewards.detach(), offsets.numpy())
+
+
 @pytest.mark.parametrize("backend", ["auto", "torch", "reference"])
 def test_meta_rewards_give_shape_only_results(backend):
     rewards = torch.empty(10, dtype=torch.bfloat16, device="meta")

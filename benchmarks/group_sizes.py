@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--isas", default=None, help="comma list of CPU paths (default: every one this machine supports)")
     ap.add_argument("--sizes", default=None,
                     help=f"comma list of group sizes and ragged mixes (default: {', '.join(map(str, GROUP_SIZES))}, "
-                    f"{', '.join(RAGGED_MIXES)})")
+                    f"{', '.join(RAGGED_MIXES)})".replace("%", "%%"))
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every usable core)")
     ap.add_argument("--repeats", type=int, default=15, help="samples per measurement")
     ap.add_argument("--max-time", type=float, default=0.6, help="seconds of samples per measurement at most")

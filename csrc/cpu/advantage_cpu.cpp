@@ -26,7 +26,9 @@
 #include <vector>
 
 #include "cpu/cpu_isa.h"
+#include "cpu/group_scans.h"
 #include "cpu/group_scans_avx2.h"
+#include "cpu/group_scans_avx512.h"
 #include "cpu/sort_keys.h"
 #include "gapo/group_logic.h"
 #include "gapo/op_boxing.h"
@@ -133,16 +135,22 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
   });
 }
 
-// Calls f(scans) with the Scans policy of group_stats_of_sorted for the active path: the AVX2
-// passes (group_scans_avx2.h) where the CPU has AVX2, the scalar ones elsewhere.
+// Calls f(scans) with the whole-group passes of the active path (group_scans*.h): the Scans
+// policy of group_stats_of_sorted and the advantage write.
 template <class F>
 void with_group_scans(F&& f) {
 #ifdef GAPO_CPU_ISA_X86
   const CpuIsa isa = active_cpu_isa();
-  if (isa == CpuIsa::Avx2 || isa == CpuIsa::Avx512) return f(avx2::Scans{});
+  if (isa == CpuIsa::Avx512) return f(avx512::Scans{});
+  if (isa == CpuIsa::Avx2) return f(avx2::Scans{});
 #endif
-  return f(ScalarScans{});
+  return f(PortableScans{});
 }
+
+// The output row of position p for a batch in group order.
+struct Identity {
+  int64_t operator()(int64_t p) const { return p; }
+};
 
 // Advantages of every group; position p of the (group-ordered) values goes to out[out_row(p)].
 template <class T, class Index, class OutRow>
@@ -155,6 +163,10 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
                             if (first == last) return;
                             AdvantageMap map;
                             group_stats_of_sorted<double, SortKey<T>, Scans>(sorted, n, params, &map);
+                            if (std::is_same_v<OutRow, Identity> && stride == 1) {
+                              Scans::write_group_advantages(values + first, last - first, map, out + first);
+                              return;
+                            }
                             for (int64_t p = first; p < last; ++p) {
                               out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));
                             }
@@ -207,10 +219,6 @@ void dispatch_id_type(torch::headeronly::ScalarType type, F&& f) {
       return f(int64_t{});
   }
 }
-
-struct Identity {
-  int64_t operator()(int64_t p) const { return p; }
-};
 
 Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets_arg, double tau, std::string_view baseline,
                      std::string_view scale, double eps, std::optional<int64_t> max_group_size) {

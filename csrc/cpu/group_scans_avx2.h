@@ -1,21 +1,23 @@
-// AVX2 versions of the two whole-group passes of group_logic.h (ScalarScans): the window scan
-// and the sum of squared deviations, for float keys of large groups. They compute what the
-// scalar passes compute, bit for bit, four doubles per instruction:
-//   - hdi_start: four lanes, each keeping its narrowest window with the strict-< rule (ties
-//     keep the lane's lowest start), merged by the same total order as hdi_prefer (narrowest,
-//     then lowest start); so the chosen start is the scalar scan's. Widths are float differences taken in double, as in
-//     window_width.
-//   - sum_of_squared_deviations: the scalar pass already keeps four partial sums, element
-//     i + j into part j, combined as (p0 + p1) + (p2 + p3); one ymm holds those four sums and
-//     adds in the same order. Multiply and add stay separate instructions (this target has no
-//     FMA), as in the scalar code, so every rounding is the same.
-// Small groups keep the scalar passes (kVectorWindowScanMin, kVectorSumMin).
+// AVX2 versions of the CPU kernel's whole-group passes (group_scans.h) for float keys: the
+// window scan, the sum of squared deviations and the write of the advantages, with the bits of
+// the portable passes, four doubles (or eight floats) per instruction.
+//   - hdi_start: two sets of four lanes, each lane keeping its narrowest window by the strict-<
+//     rule while it visits its starts in increasing order (ties keep the lane's lowest start),
+//     then every lane merged by hdi_prefer's order (narrowest, then lowest start): the scalar
+//     scan's window. Two sets, so two compare-and-blend chains run side by side.
+//   - sum_of_squared_deviations: four accumulators hold the sixteen partial sums of
+//     group_scans.h's order (accumulator q holds parts 4q..4q+3) and combine as it does.
+//   - write_group_advantages: advantage_of per lane: (x * down - offset) * factor + 0.0 in
+//     double, rounded to float, 0 for missing rewards.
+// This target has no FMA, so no multiply and add fuse here; the rest of the CPU code is built
+// with -ffp-contract=off for the same reason.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
 #include "cpu/cpu_isa.h"
+#include "cpu/group_scans.h"
 #include "gapo/group_logic.h"
 
 #ifdef GAPO_CPU_ISA_X86
@@ -30,38 +32,55 @@
 
 namespace gapo::cpu::avx2 {
 
-// Below these sizes the scalar passes are as fast: the call into this target region, which
-// cannot be inlined into baseline code, costs about what the vector pass saves (measured on
-// groups of 16 to 64 at tau = 0.5).
-constexpr int64_t kVectorWindowScanMin = 32;  // windows
-constexpr int64_t kVectorSumMin = 64;         // keys
+// Below these sizes the portable passes are as fast: a call into this target region cannot
+// be inlined into baseline code, and costs about what the vector pass saves.
+constexpr int64_t kVectorWindowScanMin = 16;  // windows
+constexpr int64_t kVectorPassMin = 16;        // keys
+
+// Lanes i < live of four floats (the rest 0.0f).
+inline __m128 load_floats(const float* src, int64_t live) {
+  if (live >= 4) return _mm_loadu_ps(src);
+  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  return _mm_maskload_ps(src, _mm_cmplt_epi32(lane, _mm_set1_epi32(static_cast<int>(live))));
+}
 
 inline int64_t hdi_start_floats(const float* sorted, int64_t n, int64_t k) {
-  const int64_t windows = n - k + 1;  // >= kVectorWindowScanMin >= 4
+  const int64_t windows = n - k + 1;  // >= kVectorWindowScanMin >= 8
   const float* high = sorted + (k - 1);  // window s is [sorted[s], high[s]]
   const auto widths_at = [&](int64_t start) {
     return _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(high + start)), _mm256_cvtps_pd(_mm_loadu_ps(sorted + start)));
   };
   const __m256d lanes = _mm256_setr_pd(0, 1, 2, 3);
-  __m256d lane_width = widths_at(0);
-  __m256d lane_start = lanes;  // starts as doubles: exact below 2^53
-  // Lane j keeps its narrowest window, the lowest start among ties (strict <), provided it
-  // sees its starts in increasing order.
-  const auto visit = [&](int64_t start) {
+  __m256d width_a = widths_at(0), width_b = widths_at(4);
+  __m256d start_a = lanes, start_b = _mm256_add_pd(lanes, _mm256_set1_pd(4.0));  // starts as doubles: exact below 2^53
+  const auto visit = [&](__m256d& lane_width, __m256d& lane_start, int64_t start) {
     const __m256d width = widths_at(start);
     const __m256d narrower = _mm256_cmp_pd(width, lane_width, _CMP_LT_OQ);
     lane_width = _mm256_blendv_pd(lane_width, width, narrower);
     const __m256d starts = _mm256_add_pd(_mm256_set1_pd(static_cast<double>(start)), lanes);
     lane_start = _mm256_blendv_pd(lane_start, starts, narrower);
   };
-  int64_t start = 4;
-  for (; start + 4 <= windows; start += 4) visit(start);
-  // The last windows % 4 windows: one more block ending at the last window. It overlaps the
-  // previous block, but lane j's start in it is still above every start lane j has seen, so
-  // each lane's order stays increasing; no scalar tail, so no branch per window.
-  if (start < windows) visit(windows - 4);
-  // Merge without branches (a mispredicted merge costs more than a mid-sized group's scan):
-  // the narrowest width (min is exact), then the lowest start among the lanes that have it.
+  int64_t start = 8;
+  for (; start + 8 <= windows; start += 8) {
+    visit(width_a, start_a, start);
+    visit(width_b, start_b, start + 4);
+  }
+  if (start + 4 <= windows) {
+    visit(width_a, start_a, start);
+    start += 4;
+  }
+  // The last windows % 4 windows: one more block ending at the last window. It overlaps blocks
+  // already seen, but each lane's start in it is above every start that lane has seen, so each
+  // lane's order stays increasing; no scalar tail, so no branch per window.
+  if (start < windows) visit(width_b, start_b, windows - 4);
+  // Lane-wise merge of the two sets, then across lanes, without branches (a mispredicted merge
+  // costs more than a mid-sized group's scan): the narrowest width (min is exact), then the
+  // lowest start among the lanes that have it.
+  const __m256d b_first = _mm256_or_pd(
+      _mm256_cmp_pd(width_b, width_a, _CMP_LT_OQ),
+      _mm256_and_pd(_mm256_cmp_pd(width_b, width_a, _CMP_EQ_OQ), _mm256_cmp_pd(start_b, start_a, _CMP_LT_OQ)));
+  const __m256d lane_width = _mm256_blendv_pd(width_a, width_b, b_first);
+  const __m256d lane_start = _mm256_blendv_pd(start_a, start_b, b_first);
   __m256d narrowest = _mm256_min_pd(lane_width, _mm256_permute_pd(lane_width, 0b0101));
   narrowest = _mm256_min_pd(narrowest, _mm256_permute2f128_pd(narrowest, narrowest, 1));
   const __m256d is_narrowest = _mm256_cmp_pd(lane_width, narrowest, _CMP_EQ_OQ);
@@ -75,19 +94,51 @@ inline int64_t hdi_start_floats(const float* sorted, int64_t n, int64_t k) {
 inline double sum_of_squared_deviations_floats(const float* values, int64_t n, double down, double center) {
   const __m256d scale_down = _mm256_set1_pd(down);
   const __m256d about = _mm256_set1_pd(center);
-  __m256d sums = _mm256_setzero_pd();
+  __m256d sums[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  const auto add_squares = [&](__m256d& sum, __m128 x, __m256d live) {
+    const __m256d d = _mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(x), scale_down), about);
+    sum = _mm256_add_pd(sum, _mm256_and_pd(_mm256_mul_pd(d, d), live));
+  };
+  const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
   int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const __m256d d = _mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(values + i)), scale_down), about);
-    sums = _mm256_add_pd(sums, _mm256_mul_pd(d, d));
+  for (; i + kSumParts <= n; i += kSumParts) {
+    for (int q = 0; q < 4; ++q) add_squares(sums[q], _mm_loadu_ps(values + i + 4 * q), all);
   }
-  alignas(32) double part[4];
-  _mm256_store_pd(part, sums);
-  for (; i < n; ++i) {
-    const double d = static_cast<double>(values[i]) * down - center;
-    part[0] += d * d;
+  // The tail: parts that get no element add exactly +0 (every partial sum is >= +0).
+  const __m256d lanes = _mm256_setr_pd(0, 1, 2, 3);
+  for (int q = 0; q < 4 && i + 4 * q < n; ++q) {
+    const int64_t live = n - (i + 4 * q);
+    const __m256d live_lanes = _mm256_cmp_pd(lanes, _mm256_set1_pd(static_cast<double>(live)), _CMP_LT_OQ);
+    add_squares(sums[q], load_floats(values + i + 4 * q, live), live_lanes);
   }
-  return (part[0] + part[1]) + (part[2] + part[3]);
+  // combine_sum_parts: parts j + 8, then j + 4, j + 2, j + 1.
+  const __m256d quarter = _mm256_add_pd(_mm256_add_pd(sums[0], sums[2]), _mm256_add_pd(sums[1], sums[3]));
+  const __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(quarter), _mm256_extractf128_pd(quarter, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
+
+// Eight advantages from eight floats (lanes of missing rewards give +0).
+inline __m256 advantages_of(__m256 x, __m256d down, __m256d offset, __m256d factor) {
+  const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 finite = _mm256_cmp_ps(magnitude, _mm256_set1_ps(__builtin_inff()), _CMP_LT_OQ);
+  const auto half = [&](__m128 part) {
+    const __m256d a = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(part), down), offset), factor);
+    return _mm256_cvtpd_ps(_mm256_add_pd(a, _mm256_setzero_pd()));
+  };
+  const __m256 a = _mm256_set_m128(half(_mm256_extractf128_ps(x, 1)), half(_mm256_castps256_ps128(x)));
+  return _mm256_and_ps(a, finite);
+}
+
+inline void write_group_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out) {
+  const __m256d down = _mm256_set1_pd(map.down);
+  const __m256d offset = _mm256_set1_pd(map.offset);
+  const __m256d factor = _mm256_set1_pd(map.factor);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, advantages_of(_mm256_loadu_ps(values + i), down, offset, factor));
+  if (i < n) {
+    const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(out + i, live, advantages_of(_mm256_maskload_ps(values + i, live), down, offset, factor));
+  }
 }
 
 }  // namespace gapo::cpu::avx2
@@ -100,22 +151,29 @@ inline double sum_of_squared_deviations_floats(const float* values, int64_t n, d
 
 namespace gapo::cpu::avx2 {
 
-// The Scans policy of group_stats_of_sorted for a CPU with AVX2: float keys of large groups
-// take the vector passes, everything else the scalar ones.
+// The Scans policy of group_stats_of_sorted for a CPU with AVX2, and the advantage write:
+// float keys of large groups take the vector passes, everything else the portable ones.
 struct Scans {
   template <class T>
   static int64_t hdi_start(const T* sorted, int64_t n, int64_t k) {
     if constexpr (std::is_same_v<T, float>) {
       if (n - k + 1 >= kVectorWindowScanMin) return hdi_start_floats(sorted, n, k);
     }
-    return ScalarScans::hdi_start(sorted, n, k);
+    return PortableScans::hdi_start(sorted, n, k);
   }
   template <class T>
   static double sum_of_squared_deviations(const T* values, int64_t n, double down, double center) {
     if constexpr (std::is_same_v<T, float>) {
-      if (n >= kVectorSumMin) return sum_of_squared_deviations_floats(values, n, down, center);
+      if (n >= kVectorPassMin) return sum_of_squared_deviations_floats(values, n, down, center);
     }
-    return ScalarScans::sum_of_squared_deviations(values, n, down, center);
+    return PortableScans::sum_of_squared_deviations(values, n, down, center);
+  }
+  template <class T>
+  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (n >= kVectorPassMin) return write_group_advantages_floats(values, n, map, out);
+    }
+    return cpu::write_group_advantages(values, n, map, out);
   }
 };
 

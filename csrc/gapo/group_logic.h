@@ -309,10 +309,12 @@ GAPO_HOST_DEVICE AdvantageMap singleton_advantage_map(Scale scale, double eps) {
   return AdvantageMap{1.0, 0.0, scale == Scale::None ? 1.0 : 1.0 / (1.0 + eps)};
 }
 
+// A zero advantage is +0.0 whatever the zeros it came from (rule a): a reward of -0.0 at Q = 0,
+// or a negative reward of an all-equal group (factor 0), would otherwise give -0.0.
 template <class T>
 GAPO_HOST_DEVICE double advantage_of(T reward, const AdvantageMap& map) {
   if (is_missing(reward)) return 0.0;
-  return (static_cast<double>(reward) * map.down - map.offset) * map.factor;
+  return unsigned_zero((static_cast<double>(reward) * map.down - map.offset) * map.factor);
 }
 
 // Stats of a group from its n >= 0 finite keys, sorted ascending, and the map its advantages

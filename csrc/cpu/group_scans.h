@@ -1,0 +1,81 @@
+// The CPU kernel's passes over one whole group: the window scan and the sum of squared
+// deviations (the Scans policy of group_stats_of_sorted, gapo/group_logic.h) and the write of
+// the advantages. Past a few dozen keys these passes, not the sort, decide the kernel's speed,
+// so each vector path (group_scans_avx2.h, group_scans_avx512.h) has its own versions; this
+// file holds the portable ones and the summation order they all keep.
+//
+// Every CPU path computes the same bits:
+//   - the window scan returns the argmin of the widths under the tie rule (narrowest, then
+//     lowest start), which does not depend on the order the windows are visited in;
+//   - the sum of squared deviations keeps kSumParts partial sums, element i going into part
+//     i % kSumParts in increasing i, combined by halving (part j += part j + half, half = 8, 4,
+//     2, 1). Sixteen parts are two AVX-512 or four AVX2 accumulators, enough independent add
+//     chains to keep a core's adders busy (one chain is bound by the add latency);
+//   - the advantage of each reward is advantage_of's, one IEEE operation at a time. The CPU
+//     sources are compiled with -ffp-contract=off, so no multiply and add fuse on any path.
+#pragma once
+
+#include <cstdint>
+
+#include "gapo/group_logic.h"
+
+namespace gapo::cpu {
+
+constexpr int kSumParts = 16;
+
+// The combine step of the summation order above (overwrites parts).
+inline double combine_sum_parts(double* parts) {
+  for (int half = kSumParts / 2; half >= 1; half /= 2) {
+    for (int j = 0; j < half; ++j) parts[j] += parts[j + half];
+  }
+  return parts[0];
+}
+
+// sum_i (values[i] * down - center)^2 in the CPU's summation order. Parts that get no element
+// are left out of the combine rather than added as +0.0: the same bits (every part is >= +0),
+// without fifteen adds on a group of two.
+template <class T>
+double sum_of_squared_deviations_in_parts(const T* values, int64_t n, double down, double center) {
+  const auto square = [&](int64_t i) {
+    const double d = static_cast<double>(values[i]) * down - center;
+    return d * d;
+  };
+  double parts[kSumParts];
+  int used = n < kSumParts ? static_cast<int>(n) : kSumParts;
+  for (int j = 0; j < used; ++j) parts[j] = square(j);
+  int64_t i = used;
+  for (; i + kSumParts <= n; i += kSumParts) {
+    for (int j = 0; j < kSumParts; ++j) parts[j] += square(i + j);
+  }
+  for (int j = 0; i + j < n; ++j) parts[j] += square(i + j);
+  for (int half = kSumParts / 2; half >= 1; half /= 2) {
+    for (int j = 0; j < half && j + half < used; ++j) parts[j] += parts[j + half];
+    used = used < half ? used : half;
+  }
+  return used == 0 ? 0.0 : parts[0];
+}
+
+// out[i] = advantage_of(values[i], map) for i in [0, n).
+template <class T>
+void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(advantage_of(values[i], map));
+}
+
+// The Scans policy of the scalar path (and of the vector paths' small groups), with the write
+// of a group's advantages.
+struct PortableScans {
+  template <class T>
+  static int64_t hdi_start(const T* sorted, int64_t n, int64_t k) {
+    return gapo::hdi_start(sorted, n, k);
+  }
+  template <class T>
+  static double sum_of_squared_deviations(const T* values, int64_t n, double down, double center) {
+    return sum_of_squared_deviations_in_parts(values, n, down, center);
+  }
+  template <class T>
+  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {
+    cpu::write_group_advantages(values, n, map, out);
+  }
+};
+
+}  // namespace gapo::cpu

@@ -1,0 +1,182 @@
+// AVX-512 versions of the CPU kernel's whole-group passes (group_scans.h) for float keys, with
+// the bits of the portable passes, eight doubles (or sixteen floats) per instruction; the same
+// scheme as group_scans_avx2.h, with mask registers for the tails and the blends:
+//   - hdi_start: two sets of eight lanes (two compare-and-merge chains side by side), each lane
+//     visiting its starts in increasing order with the strict-< rule, merged by hdi_prefer's
+//     order;
+//   - sum_of_squared_deviations: two accumulators hold the sixteen partial sums of
+//     group_scans.h's order (parts 0..7 and 8..15);
+//   - write_group_advantages: advantage_of per lane, rounded to float, 0 for missing rewards.
+// Only AVX-512F instructions are used (the path is picked on AVX-512F alone). FMA exists on
+// this target, but the CPU sources are compiled with -ffp-contract=off, so every multiply and
+// add stays separate, as in the portable passes.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cpu/cpu_isa.h"
+#include "cpu/group_scans.h"
+#include "gapo/group_logic.h"
+
+#ifdef GAPO_CPU_ISA_X86
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wuninitialized and
+// -Wmaybe-uninitialized report wherever they are inlined; every lane is defined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace gapo::cpu::avx512 {
+
+// Below these sizes the portable passes are as fast (the call into this target region cannot
+// be inlined into baseline code).
+constexpr int64_t kVectorWindowScanMin = 16;  // windows
+constexpr int64_t kVectorPassMin = 16;        // keys
+
+inline __mmask16 first_lanes(int64_t live) {
+  return live >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << live) - 1u);
+}
+
+// The low and high eight floats of x as doubles.
+inline __m512d low_doubles(__m512 x) { return _mm512_cvtps_pd(_mm512_castps512_ps256(x)); }
+inline __m512d high_doubles(__m512 x) {
+  return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+}
+
+inline int64_t hdi_start_floats(const float* sorted, int64_t n, int64_t k) {
+  const int64_t windows = n - k + 1;  // >= kVectorWindowScanMin >= 16
+  const float* high = sorted + (k - 1);  // window s is [sorted[s], high[s]]
+  const auto widths_at = [&](int64_t start) {
+    return _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(high + start)),
+                         _mm512_cvtps_pd(_mm256_loadu_ps(sorted + start)));
+  };
+  const __m512i lanes = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512d width_a = widths_at(0), width_b = widths_at(8);
+  __m512i start_a = lanes, start_b = _mm512_add_epi64(lanes, _mm512_set1_epi64(8));
+  const auto visit = [&](__m512d& lane_width, __m512i& lane_start, int64_t start) {
+    const __m512d width = widths_at(start);
+    const __mmask8 narrower = _mm512_cmp_pd_mask(width, lane_width, _CMP_LT_OQ);
+    lane_width = _mm512_mask_mov_pd(lane_width, narrower, width);
+    lane_start = _mm512_mask_mov_epi64(lane_start, narrower, _mm512_add_epi64(_mm512_set1_epi64(start), lanes));
+  };
+  int64_t start = 16;
+  for (; start + 16 <= windows; start += 16) {
+    visit(width_a, start_a, start);
+    visit(width_b, start_b, start + 8);
+  }
+  if (start + 8 <= windows) {
+    visit(width_a, start_a, start);
+    start += 8;
+  }
+  // The last windows % 8: one block ending at the last window, whose starts are above every
+  // start its lanes have seen (see group_scans_avx2.h).
+  if (start < windows) visit(width_b, start_b, windows - 8);
+  const __mmask8 b_first =
+      _mm512_cmp_pd_mask(width_b, width_a, _CMP_LT_OQ) |
+      (_mm512_cmp_pd_mask(width_b, width_a, _CMP_EQ_OQ) & _mm512_cmplt_epi64_mask(start_b, start_a));
+  const __m512d lane_width = _mm512_mask_mov_pd(width_a, b_first, width_b);
+  const __m512i lane_start = _mm512_mask_mov_epi64(start_a, b_first, start_b);
+  const double narrowest = _mm512_reduce_min_pd(lane_width);
+  const __mmask8 is_narrowest = _mm512_cmp_pd_mask(lane_width, _mm512_set1_pd(narrowest), _CMP_EQ_OQ);
+  return _mm512_mask_reduce_min_epi64(is_narrowest, lane_start);
+}
+
+inline double sum_of_squared_deviations_floats(const float* values, int64_t n, double down, double center) {
+  const __m512d scale_down = _mm512_set1_pd(down);
+  const __m512d about = _mm512_set1_pd(center);
+  __m512d low_parts = _mm512_setzero_pd(), high_parts = _mm512_setzero_pd();  // parts 0..7, 8..15
+  const auto add_squares = [&](__m512d& sum, __m512d x, __mmask8 live) {
+    const __m512d d = _mm512_sub_pd(_mm512_mul_pd(x, scale_down), about);
+    sum = _mm512_mask_add_pd(sum, live, sum, _mm512_mul_pd(d, d));
+  };
+  int64_t i = 0;
+  for (; i + kSumParts <= n; i += kSumParts) {
+    const __m512 x = _mm512_loadu_ps(values + i);
+    add_squares(low_parts, low_doubles(x), 0xFF);
+    add_squares(high_parts, high_doubles(x), 0xFF);
+  }
+  if (i < n) {
+    const __mmask16 live = first_lanes(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(live, values + i);
+    add_squares(low_parts, low_doubles(x), static_cast<__mmask8>(live));
+    add_squares(high_parts, high_doubles(x), static_cast<__mmask8>(live >> 8));
+  }
+  // combine_sum_parts: parts j + 8, then j + 4, j + 2, j + 1.
+  const __m512d eighth = _mm512_add_pd(low_parts, high_parts);
+  const __m256d quarter = _mm256_add_pd(_mm512_castpd512_pd256(eighth), _mm512_extractf64x4_pd(eighth, 1));
+  const __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(quarter), _mm256_extractf128_pd(quarter, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+}
+
+// Sixteen advantages from sixteen floats (lanes of missing rewards give +0).
+inline __m512 advantages_of(__m512 x, __m512d down, __m512d offset, __m512d factor) {
+  const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(__builtin_inff()), _CMP_LT_OQ);
+  const auto half = [&](__m512d r) {
+    const __m512d a = _mm512_mul_pd(_mm512_sub_pd(_mm512_mul_pd(r, down), offset), factor);
+    return _mm512_cvtpd_ps(_mm512_add_pd(a, _mm512_setzero_pd()));
+  };
+  const __m512d both = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(half(low_doubles(x)))),
+                                          _mm256_castps_pd(half(high_doubles(x))), 1);
+  return _mm512_maskz_mov_ps(finite, _mm512_castpd_ps(both));
+}
+
+inline void write_group_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out) {
+  const __m512d down = _mm512_set1_pd(map.down);
+  const __m512d offset = _mm512_set1_pd(map.offset);
+  const __m512d factor = _mm512_set1_pd(map.factor);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, advantages_of(_mm512_loadu_ps(values + i), down, offset, factor));
+  if (i < n) {
+    const __mmask16 live = first_lanes(n - i);
+    _mm512_mask_storeu_ps(out + i, live, advantages_of(_mm512_maskz_loadu_ps(live, values + i), down, offset, factor));
+  }
+}
+
+}  // namespace gapo::cpu::avx512
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+
+namespace gapo::cpu::avx512 {
+
+// The Scans policy of group_stats_of_sorted for a CPU with AVX-512F, and the advantage write:
+// float keys of large groups take the vector passes, everything else the portable ones.
+struct Scans {
+  template <class T>
+  static int64_t hdi_start(const T* sorted, int64_t n, int64_t k) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (n - k + 1 >= kVectorWindowScanMin) return hdi_start_floats(sorted, n, k);
+    }
+    return PortableScans::hdi_start(sorted, n, k);
+  }
+  template <class T>
+  static double sum_of_squared_deviations(const T* values, int64_t n, double down, double center) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (n >= kVectorPassMin) return sum_of_squared_deviations_floats(values, n, down, center);
+    }
+    return PortableScans::sum_of_squared_deviations(values, n, down, center);
+  }
+  template <class T>
+  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (n >= kVectorPassMin) return write_group_advantages_floats(values, n, map, out);
+    }
+    return cpu::write_group_advantages(values, n, map, out);
+  }
+};
+
+}  // namespace gapo::cpu::avx512
+
+#endif  // GAPO_CPU_ISA_X86

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import gapo_kernels
-from tests.oracle import assert_advantage_matches, assert_stats_match
+from tests.oracle import assert_advantage_matches, assert_stats_match, expected_advantage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -63,6 +63,54 @@ def test_every_sort_size_class_matches_reference(dtype, stride, baseline):
         assert_advantage_matches(out, rewards, off, tau=tau, baseline=baseline, scale="rms")
     stats = gapo_kernels.group_stats(rewards, off, tau=0.5, baseline=baseline, backend="cpu")
     assert_stats_match(stats, rewards, off, tau=0.5, baseline=baseline)
+
+
+def _small_groups(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of small groups as trainers make them, and as nobody would: uniform runs of every
+    size 2..16 (all lanes alike), ragged runs of 0..16 (empty groups, singletons, all-missing,
+    all-equal, a large group cutting a run short), with every kind of value."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for size in range(2, 17):
+        sizes += [size] * int(rng.integers(7, 20))
+    sizes += list(rng.integers(0, 17, size=300))
+    sizes += [3, 3, 40, 3, 3, 3, 0, 1, 16, 17, 16]
+    parts = []
+    for i, n in enumerate(sizes):
+        kind = i % 7
+        if kind == 0:
+            values = rng.normal(size=n)
+        elif kind == 1:
+            values = rng.choice([-0.0, 0.0, 1.0, -1.0], size=n)
+        elif kind == 2:
+            values = np.full(n, rng.choice([-2.5, 0.0, 7.0]))  # all equal
+        elif kind == 3:
+            values = rng.normal(size=n) * rng.choice([1e-38, 1e-30, 1e30, 1e36])  # r - Q stays a float32
+        elif kind == 4:
+            values = np.round(rng.normal(size=n), 1) + 1e6  # ties, far from 0
+        elif kind == 5:
+            values = rng.uniform(-1.0, 1.0, size=n)
+            values[rng.random(n) < 0.3] = rng.choice([np.nan, np.inf, -np.inf])
+        else:
+            values = np.full(n, np.nan) if i % 2 else rng.choice([np.nan, 5.0], size=n)
+        parts.append(values)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return np.concatenate(parts).astype(np.float32), offsets
+
+
+@pytest.mark.parametrize("baseline", ["hdi_median", "hdi_mean", "median", "mean"])
+@pytest.mark.parametrize("scale", ["rms", "std", "none"])
+def test_small_groups_match_reference(baseline, scale):
+    # Small float32 groups run one group per SIMD lane on the vector paths (every lane's
+    # window, median, mean and scale on its own), and per group elsewhere.
+    values, offsets = _small_groups(3)
+    rewards, off = torch.from_numpy(values), torch.from_numpy(offsets)
+    for tau in (0.5, 0.25, 0.8, 1.0):
+        for eps in (1e-6, 0.0, 1e290):
+            out = gapo_kernels.advantage(rewards, off, tau=tau, baseline=baseline, scale=scale, eps=eps, backend="cpu")
+            assert_advantage_matches(out, rewards, off, tau=tau, baseline=baseline, scale=scale, eps=eps)
+            exact_zero = expected_advantage(rewards, off, tau=tau, baseline=baseline, scale=scale, eps=eps) == 0
+            assert not np.signbit(out.numpy()[exact_zero]).any(), "an advantage that is exactly 0 is +0.0"
 
 
 def test_negative_zero_sorts_as_positive_zero():
@@ -140,9 +188,27 @@ for size in sizes:
     base = base * rng.choice([1e-30, 1.0, 1e30])
     base[rng.random(size) < 0.05] = np.nan
     parts.append(base)
+# Runs of small groups (one group per SIMD lane on the vector paths): uniform and ragged sizes,
+# all-equal, missing, signed zeros, and tiny rewards whose scaled eps overflows (eps = 1e290).
+small = list(rng.integers(0, 17, size=120)) + [2] * 24 + [5] * 13 + [16] * 9
+for size in small:
+    kind = rng.integers(0, 5)
+    if kind == 0:
+        base = np.full(size, rng.choice([-1.5, 0.0, 2.0]))
+    elif kind == 1:
+        base = rng.choice([-0.0, 0.0, 1.0], size=size)
+    else:
+        base = rng.normal(size=size) * rng.choice([1e-30, 1.0, 1e30])
+    base[rng.random(size) < 0.1] = rng.choice([np.nan, np.inf, -np.inf])
+    parts.append(base)
+sizes = sizes + small
 values = np.concatenate(parts)
 offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
 out = []
+for eps in (0.0, 1e290):
+    for baseline in ("hdi_median", "hdi_mean", "median", "mean"):
+        for scale in ("rms", "std", "none"):
+            out.append(torch.ops.gapo.advantage(torch.from_numpy(values).float(), offsets, 0.5, baseline, scale, eps).double().numpy())
 for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
     rewards = torch.from_numpy(values).to(dtype)
     for baseline in ("hdi_median", "hdi_mean", "median", "mean"):

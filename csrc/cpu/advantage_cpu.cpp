@@ -80,9 +80,16 @@ void check_offsets_values(const Index* offsets, int64_t num_groups, int64_t num_
 // map missing rewards to +inf and -0 to +0, see sort_keys.h); any other layout or type is first
 // converted into the task's scratch. Float64 keys are gathered without their missing rewards
 // and sorted as double.
-template <class T, class Index, class OnGroup>
+//
+// take_small_groups(g, group_end), when given, may handle groups g, g + 1, ... of the task
+// itself and returns how many it handled (0: none, g goes the per-group way).
+struct NoSmallGroups {
+  int64_t operator()(int64_t, int64_t) const { return 0; }
+};
+
+template <class T, class Index, class OnGroup, class TakeSmallGroups = NoSmallGroups>
 void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets, int64_t num_groups,
-                           OnGroup on_group) {
+                           OnGroup on_group, TakeSmallGroups take_small_groups = {}) {
   using K = SortKey<T>;
   const CpuIsa isa = active_cpu_isa();
   const int64_t num_rewards = offsets[num_groups];
@@ -94,6 +101,10 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
     std::vector<K> keys(kRegisterSortMax);
     SortScratch scratch;
     for (int64_t g = group_begin; g < group_end; ++g) {
+      if (const int64_t taken = take_small_groups(g, group_end)) {
+        g += taken - 1;
+        continue;
+      }
       const int64_t first = offsets[g];
       const int64_t last = offsets[g + 1];
       const int64_t size = last - first;
@@ -158,6 +169,26 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
                       const Params& params, T* out) {
   with_group_scans([&](auto scans) {
     using Scans = decltype(scans);
+    // Runs of small float32 groups go to the vector path's lanes, kSmallGroupLanes at a time.
+    const auto take_small_groups = [&](int64_t g, int64_t group_end) -> int64_t {
+      if constexpr (Scans::kSmallGroupLanes > 0 && std::is_same_v<T, float> && std::is_same_v<OutRow, Identity>) {
+        if (stride != 1) return 0;
+        constexpr int kLanes = Scans::kSmallGroupLanes;
+        int64_t first[kLanes], size[kLanes], max_size = 0;
+        int count = 0;
+        for (; count < kLanes && g + count < group_end; ++count) {
+          first[count] = offsets[g + count];
+          size[count] = offsets[g + count + 1] - first[count];
+          if (size[count] > Scans::kSmallGroupMax) break;
+          max_size = std::max(max_size, size[count]);
+        }
+        if (count < 2) return 0;  // a lone small group costs less the per-group way
+        Scans::small_groups_advantages(values, first, size, count, max_size, params, out);
+        return count;
+      } else {
+        return 0;
+      }
+    };
     for_each_sorted_group(values, stride, offsets, num_groups,
                           [&](int64_t, int64_t first, int64_t last, const SortKey<T>* sorted, int64_t n) {
                             if (first == last) return;
@@ -170,7 +201,8 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
                             for (int64_t p = first; p < last; ++p) {
                               out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));
                             }
-                          });
+                          },
+                          take_small_groups);
   });
 }
 

@@ -64,6 +64,7 @@ void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map,
 // The Scans policy of the scalar path (and of the vector paths' small groups), with the write
 // of a group's advantages.
 struct PortableScans {
+  static constexpr int kSmallGroupLanes = 0;  // no lane-parallel small groups (small_groups.inc)
   template <class T>
   static int64_t hdi_start(const T* sorted, int64_t n, int64_t k) {
     return gapo::hdi_start(sorted, n, k);

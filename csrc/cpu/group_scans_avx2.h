@@ -141,6 +141,59 @@ inline void write_group_advantages_floats(const float* values, int64_t n, const 
   }
 }
 
+// The lane type of small_groups.inc: four doubles, compares as all-ones lanes.
+struct D {
+  using Reg = __m256d;
+  using Mask = __m256d;
+  static constexpr int kLanes = 4;
+  static Reg set1(double v) { return _mm256_set1_pd(v); }
+  static Reg lane_index() { return _mm256_setr_pd(0, 1, 2, 3); }
+  static void store(double* dst, Reg v) { _mm256_store_pd(dst, v); }
+  static Reg add(Reg a, Reg b) { return _mm256_add_pd(a, b); }
+  static Reg sub(Reg a, Reg b) { return _mm256_sub_pd(a, b); }
+  static Reg mul(Reg a, Reg b) { return _mm256_mul_pd(a, b); }
+  static Reg div(Reg a, Reg b) { return _mm256_div_pd(a, b); }
+  static Reg sqrt(Reg a) { return _mm256_sqrt_pd(a); }
+  static Reg min(Reg a, Reg b) { return _mm256_min_pd(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm256_max_pd(a, b); }
+  static Reg abs(Reg a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+  static Reg ceil(Reg a) { return _mm256_ceil_pd(a); }
+  static Reg floor(Reg a) { return _mm256_floor_pd(a); }
+  static Mask lt(Reg a, Reg b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+  static Mask eq(Reg a, Reg b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+  static Mask both(Mask a, Mask b) { return _mm256_and_pd(a, b); }
+  static Mask either(Mask a, Mask b) { return _mm256_or_pd(a, b); }
+  static Mask negate(Mask a) { return _mm256_xor_pd(a, _mm256_castsi256_pd(_mm256_set1_epi64x(-1))); }
+  static Reg select(Mask m, Reg a, Reg b) { return _mm256_blendv_pd(b, a, m); }
+  static Reg add_where(Mask m, Reg a, Reg b) { return _mm256_blendv_pd(a, _mm256_add_pd(a, b), m); }
+  static Reg gather(const double* base, Reg index) { return _mm256_i32gather_pd(base, _mm256_cvtpd_epi32(index), 8); }
+  static Reg load_keys(const float* values, const int64_t* first, const int64_t* size, int j) {
+    const __m256i at = _mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(first)), _mm256_set1_epi64x(j));
+    const __m256i live64 = _mm256_cmpgt_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(size)), _mm256_set1_epi64x(j));
+    // The gather wants one 32-bit mask lane per float: the low halves of the 64-bit lanes.
+    const __m128 live = _mm_castsi128_ps(
+        _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(live64, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6))));
+    const __m256d inf = _mm256_set1_pd(__builtin_inff());
+    const __m256d x = _mm256_cvtps_pd(_mm256_mask_i64gather_ps(_mm_set1_ps(__builtin_inff()), values, at, live, 4));
+    const __m256d finite = _mm256_cmp_pd(abs(x), inf, _CMP_LT_OQ);
+    return _mm256_blendv_pd(inf, _mm256_add_pd(x, _mm256_setzero_pd()), finite);  // -0 read as +0
+  }
+  // group_scaling: e = (exponent field of m) - 1022, clamped to [-1021, 1022]. The field
+  // (< 2^11) fills the low 32 bits of each lane, so 32-bit min and max clamp it.
+  static void scale_exponents(Reg m, Reg& down, Reg& up) {
+    __m256i field = _mm256_srli_epi64(_mm256_castpd_si256(m), 52);
+    field = _mm256_min_epi32(_mm256_max_epi32(field, _mm256_set1_epi64x(1)), _mm256_set1_epi64x(2044));
+    down = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_sub_epi64(_mm256_set1_epi64x(2045), field), 52));
+    up = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(field, _mm256_set1_epi64x(1)), 52));
+  }
+  static double max_lane(Reg a) {
+    const __m256d pairs = _mm256_max_pd(a, _mm256_permute2f128_pd(a, a, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(_mm256_castpd256_pd128(pairs), _mm_unpackhi_pd(_mm256_castpd256_pd128(pairs), _mm256_castpd256_pd128(pairs))));
+  }
+};
+
+#include "cpu/small_groups.inc"
+
 }  // namespace gapo::cpu::avx2
 
 #if defined(__clang__)
@@ -167,6 +220,14 @@ struct Scans {
       if (n >= kVectorPassMin) return sum_of_squared_deviations_floats(values, n, down, center);
     }
     return PortableScans::sum_of_squared_deviations(values, n, down, center);
+  }
+  // Advantages of count <= kLanes consecutive groups of at most kSmallGroupMax rewards, one per
+  // lane (small_groups.inc).
+  static constexpr int kSmallGroupLanes = D::kLanes;
+  static constexpr int64_t kSmallGroupMax = avx2::kSmallGroupMax;
+  static void small_groups_advantages(const float* values, const int64_t* first, const int64_t* size, int count,
+                                      int64_t max_size, const Params& p, float* out) {
+    avx2::small_groups_advantages(values, first, size, count, max_size, p, out);
   }
   template <class T>
   static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {

@@ -140,6 +140,52 @@ inline void write_group_advantages_floats(const float* values, int64_t n, const 
   }
 }
 
+// The lane type of small_groups.inc: eight doubles, mask registers for compares.
+struct D {
+  using Reg = __m512d;
+  using Mask = __mmask8;
+  static constexpr int kLanes = 8;
+  static Reg set1(double v) { return _mm512_set1_pd(v); }
+  static Reg lane_index() { return _mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7); }
+  static void store(double* dst, Reg v) { _mm512_store_pd(dst, v); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_pd(a, b); }
+  static Reg sub(Reg a, Reg b) { return _mm512_sub_pd(a, b); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_pd(a, b); }
+  static Reg div(Reg a, Reg b) { return _mm512_div_pd(a, b); }
+  static Reg sqrt(Reg a) { return _mm512_sqrt_pd(a); }
+  static Reg min(Reg a, Reg b) { return _mm512_min_pd(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm512_max_pd(a, b); }
+  static Reg abs(Reg a) { return _mm512_abs_pd(a); }
+  static Reg ceil(Reg a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
+  static Reg floor(Reg a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  static Mask lt(Reg a, Reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+  static Mask eq(Reg a, Reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+  static Mask both(Mask a, Mask b) { return a & b; }
+  static Mask either(Mask a, Mask b) { return a | b; }
+  static Mask negate(Mask a) { return static_cast<Mask>(~a); }
+  static Reg select(Mask m, Reg a, Reg b) { return _mm512_mask_blend_pd(m, b, a); }
+  static Reg add_where(Mask m, Reg a, Reg b) { return _mm512_mask_add_pd(a, m, a, b); }
+  static Reg gather(const double* base, Reg index) { return _mm512_i32gather_pd(_mm512_cvtpd_epi32(index), base, 8); }
+  static Reg load_keys(const float* values, const int64_t* first, const int64_t* size, int j) {
+    const __m512i at = _mm512_add_epi64(_mm512_loadu_si512(first), _mm512_set1_epi64(j));
+    const __mmask8 live = _mm512_cmplt_epi64_mask(_mm512_set1_epi64(j), _mm512_loadu_si512(size));
+    const __m512d inf = _mm512_set1_pd(__builtin_inff());
+    const __m512d x = _mm512_cvtps_pd(_mm512_mask_i64gather_ps(_mm256_set1_ps(__builtin_inff()), live, at, values, 4));
+    const __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(x), inf, _CMP_LT_OQ);
+    return _mm512_mask_add_pd(inf, finite, x, _mm512_setzero_pd());  // -0 read as +0
+  }
+  // group_scaling: e = (exponent field of m) - 1022, clamped to [-1021, 1022].
+  static void scale_exponents(Reg m, Reg& down, Reg& up) {
+    __m512i field = _mm512_srli_epi64(_mm512_castpd_si512(m), 52);
+    field = _mm512_min_epi64(_mm512_max_epi64(field, _mm512_set1_epi64(1)), _mm512_set1_epi64(2044));
+    down = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_sub_epi64(_mm512_set1_epi64(2045), field), 52));
+    up = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(field, _mm512_set1_epi64(1)), 52));
+  }
+  static double max_lane(Reg a) { return _mm512_reduce_max_pd(a); }
+};
+
+#include "cpu/small_groups.inc"
+
 }  // namespace gapo::cpu::avx512
 
 #if defined(__clang__)
@@ -167,6 +213,14 @@ struct Scans {
       if (n >= kVectorPassMin) return sum_of_squared_deviations_floats(values, n, down, center);
     }
     return PortableScans::sum_of_squared_deviations(values, n, down, center);
+  }
+  // Advantages of count <= kLanes consecutive groups of at most kSmallGroupMax rewards, one per
+  // lane (small_groups.inc).
+  static constexpr int kSmallGroupLanes = D::kLanes;
+  static constexpr int64_t kSmallGroupMax = avx512::kSmallGroupMax;
+  static void small_groups_advantages(const float* values, const int64_t* first, const int64_t* size, int count,
+                                      int64_t max_size, const Params& p, float* out) {
+    avx512::small_groups_advantages(values, first, size, count, max_size, p, out);
   }
   template <class T>
   static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {

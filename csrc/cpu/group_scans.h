@@ -23,6 +23,31 @@ namespace gapo::cpu {
 
 constexpr int kSumParts = 16;
 
+// The largest group the vector paths run one per SIMD lane (small_groups.inc).
+constexpr int64_t kSmallGroupMax = 16;
+
+// lane[s][i] = i / s: the group (lane) of position i in a run of kLanes groups of s rewards,
+// with room for a vector read past the run's end (those entries are never used).
+template <int kLanes>
+struct LaneOfPosition {
+  static constexpr int kPositions = kLanes * kSmallGroupMax + 16;
+  uint8_t lane[kSmallGroupMax + 1][kPositions];
+};
+
+template <int kLanes>
+constexpr LaneOfPosition<kLanes> make_lane_of_position() {
+  LaneOfPosition<kLanes> table{};
+  for (int s = 1; s <= kSmallGroupMax; ++s) {
+    for (int i = 0; i < LaneOfPosition<kLanes>::kPositions; ++i) {
+      table.lane[s][i] = static_cast<uint8_t>(i / s < kLanes ? i / s : kLanes - 1);
+    }
+  }
+  return table;
+}
+
+template <int kLanes>
+inline constexpr LaneOfPosition<kLanes> kLaneOfPosition = make_lane_of_position<kLanes>();
+
 // The combine step of the summation order above (overwrites parts).
 inline double combine_sum_parts(double* parts) {
   for (int half = kSumParts / 2; half >= 1; half /= 2) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "cpu/cpu_isa.h"
@@ -28,6 +29,10 @@
 #else
 #pragma GCC push_options
 #pragma GCC target("avx2")
+// GCC 12's AVX2 gathers and permutes start from _mm256_undefined_*(), which
+// -Wmaybe-uninitialized reports wherever they are inlined; every lane is defined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace gapo::cpu::avx2 {
@@ -141,8 +146,8 @@ inline void write_group_advantages_floats(const float* values, int64_t n, const 
   }
 }
 
-// The lane type of small_groups.inc: four doubles, compares as all-ones lanes.
-struct D {
+// The vector type of small_groups.inc's lanes: four doubles, compares as all-ones lanes.
+struct Lanes {
   using Reg = __m256d;
   using Mask = __m256d;
   static constexpr int kLanes = 4;
@@ -168,8 +173,10 @@ struct D {
   static Reg add_where(Mask m, Reg a, Reg b) { return _mm256_blendv_pd(a, _mm256_add_pd(a, b), m); }
   static Reg gather(const double* base, Reg index) { return _mm256_i32gather_pd(base, _mm256_cvtpd_epi32(index), 8); }
   static Reg load_keys(const float* values, const int64_t* first, const int64_t* size, int j) {
-    const __m256i at = _mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(first)), _mm256_set1_epi64x(j));
-    const __m256i live64 = _mm256_cmpgt_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(size)), _mm256_set1_epi64x(j));
+    // Built from scalars, not loaded as a vector: the caller has just stored them one by one,
+    // and a wide load of narrower stores waits for them to reach the cache.
+    const __m256i at = _mm256_add_epi64(_mm256_setr_epi64x(first[0], first[1], first[2], first[3]), _mm256_set1_epi64x(j));
+    const __m256i live64 = _mm256_cmpgt_epi64(_mm256_setr_epi64x(size[0], size[1], size[2], size[3]), _mm256_set1_epi64x(j));
     // The gather wants one 32-bit mask lane per float: the low halves of the 64-bit lanes.
     const __m128 live = _mm_castsi128_ps(
         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(live64, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6))));
@@ -190,6 +197,31 @@ struct D {
     const __m256d pairs = _mm256_max_pd(a, _mm256_permute2f128_pd(a, a, 1));
     return _mm_cvtsd_f64(_mm_max_sd(_mm256_castpd256_pd128(pairs), _mm_unpackhi_pd(_mm256_castpd256_pd128(pairs), _mm256_castpd256_pd128(pairs))));
   }
+  // Lane l of a double is 32-bit lanes 2l and 2l + 1: v's lanes for four positions.
+  static Reg spread(Reg v, const uint8_t* lanes) {
+    int32_t four;
+    std::memcpy(&four, lanes, sizeof four);
+    const __m256i lane = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four));
+    const __m256i index = _mm256_or_si256(_mm256_slli_epi64(lane, 1),
+                                          _mm256_add_epi64(_mm256_slli_epi64(lane, 33), _mm256_set1_epi64x(int64_t{1} << 32)));
+    return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), index));
+  }
+  static void write_lanes(const float* values, int64_t size, Reg down, Reg offset, Reg factor, float* out) {
+    const uint8_t* lane_of = kLaneOfPosition<kLanes>.lane[size];
+    const int64_t positions = kLanes * size;
+    const auto half = [&](__m128 x, const uint8_t* lanes) {
+      const __m256d a = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(x), spread(down, lanes)), spread(offset, lanes)),
+                                      spread(factor, lanes));
+      return _mm256_cvtpd_ps(_mm256_add_pd(a, _mm256_setzero_pd()));
+    };
+    for (int64_t i = 0; i < positions; i += 8) {
+      const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(positions - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      const __m256 x = _mm256_maskload_ps(values + i, live);
+      const __m256 finite = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(__builtin_inff()), _CMP_LT_OQ);
+      const __m256 a = _mm256_set_m128(half(_mm256_extractf128_ps(x, 1), lane_of + i + 4), half(_mm256_castps256_ps128(x), lane_of + i));
+      _mm256_maskstore_ps(out + i, live, _mm256_and_ps(a, finite));
+    }
+  }
 };
 
 #include "cpu/small_groups.inc"
@@ -199,6 +231,7 @@ struct D {
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 #endif
 
@@ -224,7 +257,7 @@ struct Scans {
   // Advantages of count <= kLanes consecutive groups of at most kSmallGroupMax rewards, one per
   // lane (small_groups.inc).
   static constexpr int kSmallGroupLanes = D::kLanes;
-  static constexpr int64_t kSmallGroupMax = avx2::kSmallGroupMax;
+  static constexpr int64_t kSmallGroupMax = cpu::kSmallGroupMax;
   static void small_groups_advantages(const float* values, const int64_t* first, const int64_t* size, int count,
                                       int64_t max_size, const Params& p, float* out) {
     avx2::small_groups_advantages(values, first, size, count, max_size, p, out);

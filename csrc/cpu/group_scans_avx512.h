@@ -140,8 +140,8 @@ inline void write_group_advantages_floats(const float* values, int64_t n, const 
   }
 }
 
-// The lane type of small_groups.inc: eight doubles, mask registers for compares.
-struct D {
+// The vector type of small_groups.inc's lanes: eight doubles, mask registers for compares.
+struct Lanes {
   using Reg = __m512d;
   using Mask = __mmask8;
   static constexpr int kLanes = 8;
@@ -167,8 +167,13 @@ struct D {
   static Reg add_where(Mask m, Reg a, Reg b) { return _mm512_mask_add_pd(a, m, a, b); }
   static Reg gather(const double* base, Reg index) { return _mm512_i32gather_pd(_mm512_cvtpd_epi32(index), base, 8); }
   static Reg load_keys(const float* values, const int64_t* first, const int64_t* size, int j) {
-    const __m512i at = _mm512_add_epi64(_mm512_loadu_si512(first), _mm512_set1_epi64(j));
-    const __mmask8 live = _mm512_cmplt_epi64_mask(_mm512_set1_epi64(j), _mm512_loadu_si512(size));
+    // Built from scalars, not loaded as a vector: the caller has just stored them one by one,
+    // and a wide load of narrower stores waits for them to reach the cache.
+    const __m512i at = _mm512_add_epi64(
+        _mm512_setr_epi64(first[0], first[1], first[2], first[3], first[4], first[5], first[6], first[7]),
+        _mm512_set1_epi64(j));
+    const __mmask8 live = _mm512_cmplt_epi64_mask(
+        _mm512_set1_epi64(j), _mm512_setr_epi64(size[0], size[1], size[2], size[3], size[4], size[5], size[6], size[7]));
     const __m512d inf = _mm512_set1_pd(__builtin_inff());
     const __m512d x = _mm512_cvtps_pd(_mm512_mask_i64gather_ps(_mm256_set1_ps(__builtin_inff()), live, at, values, 4));
     const __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(x), inf, _CMP_LT_OQ);
@@ -182,6 +187,25 @@ struct D {
     up = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(field, _mm512_set1_epi64(1)), 52));
   }
   static double max_lane(Reg a) { return _mm512_reduce_max_pd(a); }
+  static void write_lanes(const float* values, int64_t size, Reg down, Reg offset, Reg factor, float* out) {
+    const uint8_t* lane_of = kLaneOfPosition<kLanes>.lane[size];
+    const int64_t positions = kLanes * size;
+    const auto half = [&](__m512d x, const uint8_t* lanes) {
+      const __m512i lane = _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(lanes)));
+      const __m512d a = _mm512_mul_pd(
+          _mm512_sub_pd(_mm512_mul_pd(x, _mm512_permutexvar_pd(lane, down)), _mm512_permutexvar_pd(lane, offset)),
+          _mm512_permutexvar_pd(lane, factor));
+      return _mm512_cvtpd_ps(_mm512_add_pd(a, _mm512_setzero_pd()));
+    };
+    for (int64_t i = 0; i < positions; i += 16) {
+      const __mmask16 live = first_lanes(positions - i);
+      const __m512 x = _mm512_maskz_loadu_ps(live, values + i);
+      const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(__builtin_inff()), _CMP_LT_OQ);
+      const __m512d both = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(half(low_doubles(x), lane_of + i))),
+                                              _mm256_castps_pd(half(high_doubles(x), lane_of + i + 8)), 1);
+      _mm512_mask_storeu_ps(out + i, live, _mm512_maskz_mov_ps(finite, _mm512_castpd_ps(both)));
+    }
+  }
 };
 
 #include "cpu/small_groups.inc"
@@ -217,7 +241,7 @@ struct Scans {
   // Advantages of count <= kLanes consecutive groups of at most kSmallGroupMax rewards, one per
   // lane (small_groups.inc).
   static constexpr int kSmallGroupLanes = D::kLanes;
-  static constexpr int64_t kSmallGroupMax = avx512::kSmallGroupMax;
+  static constexpr int64_t kSmallGroupMax = cpu::kSmallGroupMax;
   static void small_groups_advantages(const float* values, const int64_t* first, const int64_t* size, int count,
                                       int64_t max_size, const Params& p, float* out) {
     avx512::small_groups_advantages(values, first, size, count, max_size, p, out);

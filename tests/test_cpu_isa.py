@@ -67,14 +67,14 @@ def test_every_sort_size_class_matches_reference(dtype, stride, baseline):
 
 def _small_groups(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Runs of small groups as trainers make them, and as nobody would: uniform runs of every
-    size 2..16 (all lanes alike), ragged runs of 0..16 (empty groups, singletons, all-missing,
-    all-equal, a large group cutting a run short), with every kind of value."""
+    size 2..33 (all lanes alike), ragged runs of 0..40 (empty groups, singletons, all-missing,
+    all-equal, large groups between the small ones, partial batches), with every kind of value."""
     rng = np.random.default_rng(seed)
     sizes = []
-    for size in range(2, 17):
-        sizes += [size] * int(rng.integers(7, 20))
-    sizes += list(rng.integers(0, 17, size=300))
-    sizes += [3, 3, 40, 3, 3, 3, 0, 1, 16, 17, 16]
+    for size in range(2, 34):
+        sizes += [size] * int(rng.integers(7, 35))
+    sizes += list(rng.integers(0, 17, size=300)) + list(rng.integers(0, 41, size=300))
+    sizes += [3, 3, 40, 3, 3, 3, 0, 1, 16, 17, 16, 32, 33, 31]
     parts = []
     for i, n in enumerate(sizes):
         kind = i % 7
@@ -190,7 +190,8 @@ for size in sizes:
     parts.append(base)
 # Runs of small groups (one group per SIMD lane on the vector paths): uniform and ragged sizes,
 # all-equal, missing, signed zeros, and tiny rewards whose scaled eps overflows (eps = 1e290).
-small = list(rng.integers(0, 17, size=120)) + [2] * 24 + [5] * 13 + [16] * 9
+# Long uniform runs first, so whole batches of one contiguous size occur on every path.
+small = [2] * 40 + [5] * 40 + [16] * 40 + [24] * 40 + [32] * 40 + list(rng.integers(0, 41, size=160))
 for size in small:
     kind = rng.integers(0, 5)
     if kind == 0:

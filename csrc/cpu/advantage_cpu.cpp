@@ -16,6 +16,7 @@
 #include <torch/headeronly/util/Half.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -81,15 +82,19 @@ void check_offsets_values(const Index* offsets, int64_t num_groups, int64_t num_
 // converted into the task's scratch. Float64 keys are gathered without their missing rewards
 // and sorted as double.
 //
-// take_small_groups(g, group_end), when given, may handle groups g, g + 1, ... of the task
-// itself and returns how many it handled (0: none, g goes the per-group way).
+// make_small_groups(), when given, makes one sink per task: sink.take(g) may keep group g to
+// handle itself (true) rather than have it sorted here, and sink.flush() ends the task.
 struct NoSmallGroups {
-  int64_t operator()(int64_t, int64_t) const { return 0; }
+  struct Sink {
+    bool take(int64_t) { return false; }
+    void flush() {}
+  };
+  Sink operator()() const { return {}; }
 };
 
-template <class T, class Index, class OnGroup, class TakeSmallGroups = NoSmallGroups>
+template <class T, class Index, class OnGroup, class MakeSmallGroups = NoSmallGroups>
 void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets, int64_t num_groups,
-                           OnGroup on_group, TakeSmallGroups take_small_groups = {}) {
+                           OnGroup on_group, MakeSmallGroups make_small_groups = {}) {
   using K = SortKey<T>;
   const CpuIsa isa = active_cpu_isa();
   const int64_t num_rewards = offsets[num_groups];
@@ -100,11 +105,9 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
     // register sort, so small groups never resize it).
     std::vector<K> keys(kRegisterSortMax);
     SortScratch scratch;
+    auto small_groups = make_small_groups();
     for (int64_t g = group_begin; g < group_end; ++g) {
-      if (const int64_t taken = take_small_groups(g, group_end)) {
-        g += taken - 1;
-        continue;
-      }
+      if (small_groups.take(g)) continue;
       const int64_t first = offsets[g];
       const int64_t last = offsets[g + 1];
       const int64_t size = last - first;
@@ -143,6 +146,7 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
           on_group(g, first, last, keys.data(), n);
       }
     }
+    small_groups.flush();
   });
 }
 
@@ -158,6 +162,42 @@ void with_group_scans(F&& f) {
   return f(PortableScans{});
 }
 
+// The per-task sink of small float32 groups (see write_advantages): one bin per padded width
+// 2, 4, ..., Scans::kLaneGroupMax, each run through the lanes when it holds kSmallGroupLanes.
+template <class Scans, class Index>
+struct SmallGroupBins {
+  static constexpr int kLanes = Scans::kSmallGroupLanes;
+  static constexpr int kBins = std::bit_width(static_cast<uint64_t>(Scans::kLaneGroupMax)) - 1;  // widths 2^1..2^kBins
+  const float* values;
+  const Index* offsets;
+  const Params& params;
+  float* out;
+  bool enabled;  // contiguous rewards
+  int64_t first[kBins][kLanes];
+  int64_t size[kBins][kLanes];
+  int count[kBins] = {};
+
+  bool take(int64_t g) {
+    const int64_t group_first = offsets[g];
+    const int64_t group_size = offsets[g + 1] - group_first;
+    if (!enabled || group_size > Scans::kLaneGroupMax) return false;
+    const int bin = group_size <= 2 ? 0 : std::bit_width(static_cast<uint64_t>(group_size - 1)) - 1;
+    first[bin][count[bin]] = group_first;
+    size[bin][count[bin]] = group_size;
+    if (++count[bin] == kLanes) run(bin);
+    return true;
+  }
+  void run(int bin) {
+    Scans::small_groups_advantages(values, first[bin], size[bin], count[bin], int64_t{2} << bin, params, out);
+    count[bin] = 0;
+  }
+  void flush() {
+    for (int bin = 0; bin < kBins; ++bin) {
+      if (count[bin] > 0) run(bin);
+    }
+  }
+};
+
 // The output row of position p for a batch in group order.
 struct Identity {
   int64_t operator()(int64_t p) const { return p; }
@@ -169,24 +209,15 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
                       const Params& params, T* out) {
   with_group_scans([&](auto scans) {
     using Scans = decltype(scans);
-    // Runs of small float32 groups go to the vector path's lanes, kSmallGroupLanes at a time.
-    const auto take_small_groups = [&](int64_t g, int64_t group_end) -> int64_t {
+    // Small float32 groups go to the vector path's lanes (small_groups.inc), binned by the
+    // power of two they pad to, kSmallGroupLanes groups per batch: ragged sizes fill batches
+    // as well as uniform ones, and no lane pads a pair to 32 keys. Larger groups go on to the
+    // per-group sort in between; each task flushes its partial batches at its end.
+    const auto make_small_groups = [&] {
       if constexpr (Scans::kSmallGroupLanes > 0 && std::is_same_v<T, float> && std::is_same_v<OutRow, Identity>) {
-        if (stride != 1) return 0;
-        constexpr int kLanes = Scans::kSmallGroupLanes;
-        int64_t first[kLanes], size[kLanes], max_size = 0;
-        int count = 0;
-        for (; count < kLanes && g + count < group_end; ++count) {
-          first[count] = offsets[g + count];
-          size[count] = offsets[g + count + 1] - first[count];
-          if (size[count] > Scans::kSmallGroupMax) break;
-          max_size = std::max(max_size, size[count]);
-        }
-        if (count < 2) return 0;  // a lone small group costs less the per-group way
-        Scans::small_groups_advantages(values, first, size, count, max_size, params, out);
-        return count;
+        return SmallGroupBins<Scans, Index>{values, offsets, params, out, stride == 1};
       } else {
-        return 0;
+        return NoSmallGroups::Sink{};
       }
     };
     for_each_sorted_group(values, stride, offsets, num_groups,
@@ -202,7 +233,7 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
                               out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));
                             }
                           },
-                          take_small_groups);
+                          make_small_groups);
   });
 }
 

@@ -23,21 +23,23 @@ namespace gapo::cpu {
 
 constexpr int kSumParts = 16;
 
-// The largest group the vector paths run one per SIMD lane (small_groups.inc).
-constexpr int64_t kSmallGroupMax = 16;
+// Runs of groups of at most this many rewards run one group per SIMD lane and are written
+// position by position, each position with its group's map (small_groups.inc); larger groups
+// are written a whole vector of one map at a time.
+constexpr int64_t kPositionWriteMax = 7;
 
 // lane[s][i] = i / s: the group (lane) of position i in a run of kLanes groups of s rewards,
 // with room for a vector read past the run's end (those entries are never used).
 template <int kLanes>
 struct LaneOfPosition {
-  static constexpr int kPositions = kLanes * kSmallGroupMax + 16;
-  uint8_t lane[kSmallGroupMax + 1][kPositions];
+  static constexpr int kPositions = kLanes * kPositionWriteMax + 16;
+  uint8_t lane[kPositionWriteMax + 1][kPositions];
 };
 
 template <int kLanes>
 constexpr LaneOfPosition<kLanes> make_lane_of_position() {
   LaneOfPosition<kLanes> table{};
-  for (int s = 1; s <= kSmallGroupMax; ++s) {
+  for (int s = 1; s <= kPositionWriteMax; ++s) {
     for (int i = 0; i < LaneOfPosition<kLanes>::kPositions; ++i) {
       table.lane[s][i] = static_cast<uint8_t>(i / s < kLanes ? i / s : kLanes - 1);
     }

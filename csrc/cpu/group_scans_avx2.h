@@ -185,6 +185,27 @@ struct Lanes {
     const __m256d finite = _mm256_cmp_pd(abs(x), inf, _CMP_LT_OQ);
     return _mm256_blendv_pd(inf, _mm256_add_pd(x, _mm256_setzero_pd()), finite);  // -0 read as +0
   }
+  // Four rows of four keys, transposed: AVX2 gathers cost several times these loads on the CPUs
+  // this path serves.
+  template <int kWidth>
+  static void load_run(const float* values, int64_t size, Reg* key) {
+    const __m256d inf = _mm256_set1_pd(__builtin_inff());
+    for (int block = 0; block < kWidth; block += 4) {
+      const int64_t live = size - block;  // keys of this block in each group
+      if (live <= 0) {
+        for (int i = 0; i < 4 && block + i < kWidth; ++i) key[block + i] = inf;
+        continue;
+      }
+      __m128 row[4];
+      for (int l = 0; l < 4; ++l) row[l] = load_floats(values + l * size + block, live);
+      _MM_TRANSPOSE4_PS(row[0], row[1], row[2], row[3]);  // row[i]: key block + i of each group
+      for (int i = 0; i < 4 && block + i < kWidth; ++i) {
+        const __m256d x = _mm256_cvtps_pd(row[i]);
+        const __m256d finite = _mm256_cmp_pd(abs(x), inf, _CMP_LT_OQ);
+        key[block + i] = i < live ? _mm256_blendv_pd(inf, _mm256_add_pd(x, _mm256_setzero_pd()), finite) : inf;
+      }
+    }
+  }
   // group_scaling: e = (exponent field of m) - 1022, clamped to [-1021, 1022]. The field
   // (< 2^11) fills the low 32 bits of each lane, so 32-bit min and max clamp it.
   static void scale_exponents(Reg m, Reg& down, Reg& up) {
@@ -224,6 +245,10 @@ struct Lanes {
   }
 };
 
+// Groups of up to 16 rewards run one per lane (small_groups.inc): past that the network over
+// twice the registers AVX2 has costs more than the per-group path.
+constexpr int64_t kLaneGroupMax = 16;
+
 #include "cpu/small_groups.inc"
 
 }  // namespace gapo::cpu::avx2
@@ -254,10 +279,10 @@ struct Scans {
     }
     return PortableScans::sum_of_squared_deviations(values, n, down, center);
   }
-  // Advantages of count <= kLanes consecutive groups of at most kSmallGroupMax rewards, one per
+  // Advantages of count <= kLanes consecutive groups of at most kLaneGroupMax rewards, one per
   // lane (small_groups.inc).
   static constexpr int kSmallGroupLanes = D::kLanes;
-  static constexpr int64_t kSmallGroupMax = cpu::kSmallGroupMax;
+  static constexpr int64_t kLaneGroupMax = avx2::kLaneGroupMax;
   static void small_groups_advantages(const float* values, const int64_t* first, const int64_t* size, int count,
                                       int64_t max_size, const Params& p, float* out) {
     avx2::small_groups_advantages(values, first, size, count, max_size, p, out);

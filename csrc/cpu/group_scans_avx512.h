@@ -179,6 +179,20 @@ struct Lanes {
     const __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(x), inf, _CMP_LT_OQ);
     return _mm512_mask_add_pd(inf, finite, x, _mm512_setzero_pd());  // -0 read as +0
   }
+  template <int kWidth>
+  static void load_run(const float* values, int64_t size, Reg* key) {
+    const __m256i group_start = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(size)));
+    const __m512d inf = _mm512_set1_pd(__builtin_inff());
+    for (int j = 0; j < kWidth; ++j) {
+      if (j >= size) {
+        key[j] = inf;
+        continue;
+      }
+      const __m512d x = _mm512_cvtps_pd(_mm256_i32gather_ps(values + j, group_start, 4));
+      const __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(x), inf, _CMP_LT_OQ);
+      key[j] = _mm512_mask_add_pd(inf, finite, x, _mm512_setzero_pd());  // -0 read as +0
+    }
+  }
   // group_scaling: e = (exponent field of m) - 1022, clamped to [-1021, 1022].
   static void scale_exponents(Reg m, Reg& down, Reg& up) {
     __m512i field = _mm512_srli_epi64(_mm512_castpd_si512(m), 52);
@@ -207,6 +221,10 @@ struct Lanes {
     }
   }
 };
+
+// Groups of up to 32 rewards run one per lane (small_groups.inc): past 16 they still beat the
+// per-group path, whose statistics wait on one division chain per group.
+constexpr int64_t kLaneGroupMax = 32;
 
 #include "cpu/small_groups.inc"
 
@@ -238,10 +256,10 @@ struct Scans {
     }
     return PortableScans::sum_of_squared_deviations(values, n, down, center);
   }
-  // Advantages of count <= kLanes consecutive groups of at most kSmallGroupMax rewards, one per
+  // Advantages of count <= kLanes consecutive groups of at most kLaneGroupMax rewards, one per
   // lane (small_groups.inc).
   static constexpr int kSmallGroupLanes = D::kLanes;
-  static constexpr int64_t kSmallGroupMax = cpu::kSmallGroupMax;
+  static constexpr int64_t kLaneGroupMax = avx512::kLaneGroupMax;
   static void small_groups_advantages(const float* values, const int64_t* first, const int64_t* size, int count,
                                       int64_t max_size, const Params& p, float* out) {
     avx512::small_groups_advantages(values, first, size, count, max_size, p, out);

@@ -189,6 +189,9 @@ def section(threads: int, repeats: int, max_time: float, out_dir: str, isas: lis
     print(f"\n=== CPU group-size sweep: paths {', '.join(isas)} (of {', '.join(supported)}), {threads} thread(s) ===")
     rows = run_paths(isas, labels, threads, repeats, max_time)
     print_rows(rows)
+    unjudged = [isa for isa in isas if isa not in TG.GROUP_SIZE_TARGET_PATHS]
+    if unjudged:
+        print(f"({', '.join(unjudged)}: the portable path, measured for reference; the targets hold the vector paths)")
     targets = TG.group_size_targets(rows)
     TG.print_targets(targets, threads, title="group-size targets")
     if draw:

@@ -24,3 +24,25 @@ def test_benchmark_suite_smoke_run(tmp_path):
     assert "512x16: cpu >= 3x faster than torch_padded" in result.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     assert results, "results.json is empty"
+
+
+def test_group_size_sweep_smoke_run(tmp_path):
+    # Every CPU path this machine supports runs, is checked against the reference (a wrong
+    # result prints FAILED instead of a time), and the vector paths get target lines.
+    import gapo_kernels
+
+    paths = list(gapo_kernels.build_info()["cpu_isas_supported"])
+    command = [sys.executable, "-m", "benchmarks.group_sizes", "--sizes", "4,ragged_1-64_nan5%", "--threads", "1",
+               "--repeats", "2", "--max-time", "0.05", "--no-plot", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "FAILED" not in result.stdout and "error" not in result.stdout, result.stdout[-3000:]
+    rows = json.loads((tmp_path / "group_sizes.json").read_text())["rows"]
+    assert sorted({(r["isa"], r["label"]) for r in rows}) == sorted(
+        (isa, label) for isa in paths for label in ("4", "ragged_1-64_nan5%"))
+    for isa in paths:
+        judged = f"{isa} · 4: op no slower than np.sort" in result.stdout
+        assert judged == (isa != "scalar"), (isa, result.stdout[-2000:])
+    help_text = subprocess.run([sys.executable, "-m", "benchmarks.group_sizes", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+    assert help_text.returncode == 0 and "ragged_1-64_nan5%" in help_text.stdout, help_text.stderr[-2000:]

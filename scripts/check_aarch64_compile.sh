@@ -29,7 +29,7 @@ fi
 
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
-FLAGS=(-std=c++20 -O2 -march=armv8-a -Wall -Wextra -Werror -I"$ROOT/csrc")
+FLAGS=(-std=c++20 -O2 -march=armv8-a -ffp-contract=off -Wall -Wextra -Werror -I"$ROOT/csrc")
 
 echo "== aarch64: sort self-test ($("$CXX" --version | head -1))"
 "$CXX" "${FLAGS[@]}" -static "$ROOT/scripts/sort_selftest.cpp" -o "$OUT/sort_selftest"

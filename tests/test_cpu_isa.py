@@ -113,6 +113,30 @@ def test_small_groups_match_reference(baseline, scale):
             assert not np.signbit(out.numpy()[exact_zero]).any(), "an advantage that is exactly 0 is +0.0"
 
 
+@pytest.mark.parametrize("tau", [0.1, 0.5, 0.9])
+def test_first_zero_width_window_wins(tau):
+    # Groups with plateaus (runs of one value) at every position: the window scan stops at the
+    # first window of width 0, which must be the lowest start of the narrowest windows.
+    rng = np.random.default_rng(5)
+    parts, sizes = [], []
+    for size in [20, 33, 64, 100, 257, 1000, 3000] * 6:
+        values = np.sort(rng.normal(size=size))
+        k = max(1, int(np.ceil(size * tau)))
+        for _ in range(int(rng.integers(1, 4))):  # one to three plateaus of k or more equal values
+            length = int(rng.integers(k, min(size, k + 5) + 1))
+            begin = int(rng.integers(0, size - length + 1))
+            values[begin:begin + length] = values[begin]
+        values = rng.permutation(np.round(values, 3) if rng.random() < 0.3 else values)
+        parts.append(values)
+        sizes.append(size)
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+    rewards = torch.from_numpy(np.concatenate(parts)).float()
+    stats = gapo_kernels.group_stats(rewards, offsets, tau=tau, backend="cpu")
+    assert_stats_match(stats, rewards, offsets, tau=tau)
+    out = gapo_kernels.advantage(rewards, offsets, tau=tau, backend="cpu")
+    assert_advantage_matches(out, rewards, offsets, tau=tau)
+
+
 def test_negative_zero_sorts_as_positive_zero():
     # Every group of pure zeros of both signs: min, max and the window bounds are +0.0.
     values = np.array([-0.0, 0.0, -0.0, -0.0] * 3 + [-0.0] * 20 + [0.0, -0.0] * 150, dtype=np.float32)

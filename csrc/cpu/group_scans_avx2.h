@@ -65,8 +65,12 @@ inline int64_t hdi_start_floats(const float* sorted, int64_t n, int64_t k) {
     const __m256d starts = _mm256_add_pd(_mm256_set1_pd(static_cast<double>(start)), lanes);
     lane_start = _mm256_blendv_pd(lane_start, starts, narrower);
   };
+  // Stops once some lane holds a window of width 0: every start below the current block has
+  // been visited, so the narrowest-then-lowest merge below already gives the first such window.
+  const __m256d zero = _mm256_setzero_pd();
   int64_t start = 8;
   for (; start + 8 <= windows; start += 8) {
+    if (_mm256_movemask_pd(_mm256_cmp_pd(_mm256_min_pd(width_a, width_b), zero, _CMP_EQ_OQ))) break;
     visit(width_a, start_a, start);
     visit(width_b, start_b, start + 4);
   }

@@ -67,8 +67,12 @@ inline int64_t hdi_start_floats(const float* sorted, int64_t n, int64_t k) {
     lane_width = _mm512_mask_mov_pd(lane_width, narrower, width);
     lane_start = _mm512_mask_mov_epi64(lane_start, narrower, _mm512_add_epi64(_mm512_set1_epi64(start), lanes));
   };
+  // Stops once some lane holds a window of width 0: every start below the current block has
+  // been visited, so the narrowest-then-lowest merge below already gives the first such window.
+  const __m512d zero = _mm512_setzero_pd();
   int64_t start = 16;
   for (; start + 16 <= windows; start += 16) {
+    if (_mm512_cmp_pd_mask(_mm512_min_pd(width_a, width_b), zero, _CMP_EQ_OQ)) break;
     visit(width_a, start_a, start);
     visit(width_b, start_b, start + 8);
   }

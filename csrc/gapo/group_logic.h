@@ -133,11 +133,13 @@ GAPO_HOST_DEVICE bool hdi_prefer(double width_a, int64_t start_a, double width_b
   return width_a < width_b || (width_a == width_b && start_a < start_b);
 }
 
+// A window of width 0 cannot be beaten (ties keep the lowest start), so the scan stops at the
+// first one: discrete rewards (pass/fail, a few levels) have one early in most groups.
 template <class T>
 GAPO_HOST_DEVICE int64_t hdi_start(const T* sorted, int64_t n, int64_t k) {
   int64_t best_start = 0;
   double best_width = window_width(sorted, 0, k);
-  for (int64_t start = 1; start + k <= n; ++start) {
+  for (int64_t start = 1; start + k <= n && best_width > 0; ++start) {
     const double width = window_width(sorted, start, k);
     if (width < best_width) {  // strict: ties keep the lowest start
       best_width = width;

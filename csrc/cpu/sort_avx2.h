@@ -2,6 +2,9 @@
 // Compiled for AVX2 by a target region, called only when cpu_isa.h picked avx2.
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <bit>
 #include <cstdint>
 
 #include "cpu/cpu_isa.h"
@@ -10,13 +13,31 @@
 #include <immintrin.h>
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,popcnt"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,popcnt")
 #endif
 
 namespace gapo::cpu::avx2 {
+
+// For each 8-bit lane mask, the lane order that puts the masked lanes first (in lane order)
+// and the others after them: one vpermps then packs a register for both ends of a partition.
+struct PartitionOrders {
+  std::array<std::array<uint8_t, 8>, 256> order;
+  constexpr PartitionOrders() : order{} {
+    for (int mask = 0; mask < 256; ++mask) {
+      int next = 0;
+      for (int lane = 0; lane < 8; ++lane) {
+        if (mask & (1 << lane)) order[mask][next++] = static_cast<uint8_t>(lane);
+      }
+      for (int lane = 0; lane < 8; ++lane) {
+        if (!(mask & (1 << lane))) order[mask][next++] = static_cast<uint8_t>(lane);
+      }
+    }
+  }
+};
+alignas(64) inline constexpr PartitionOrders kPartitionOrders{};
 
 struct V {
   using Reg = __m256;
@@ -44,6 +65,37 @@ struct V {
     if (left >= 8) return _mm256_storeu_ps(dst + first, v);
     if (left > 0) _mm256_maskstore_ps(dst + first, live_lanes(left), v);
   }
+  static Reg loadu(const float* src) { return _mm256_loadu_ps(src); }
+  static Reg set1(float x) { return _mm256_set1_ps(x); }
+  template <bool OrEqual>
+  static int partition_step(Reg v, Reg pivot, float* left, float* right_end) {
+    const unsigned below =
+        static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ)));
+    const __m256i order =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPartitionOrders.order[below].data())));
+    const Reg packed = _mm256_permutevar8x32_ps(v, order);
+    _mm256_storeu_ps(left, packed);
+    _mm256_storeu_ps(right_end - 8, packed);
+    return std::popcount(below);
+  }
+  // The same for the first `count` lanes of v alone, writing nothing else.
+  template <bool OrEqual>
+  static int partition_tail(Reg v, Reg pivot, int count, float* left, float* right_end) {
+    const unsigned live = (1u << count) - 1u;
+    const unsigned below =
+        live & static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ)));
+    const int count_below = std::popcount(below);
+    const __m256i order =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPartitionOrders.order[below].data())));
+    const Reg packed = _mm256_permutevar8x32_ps(v, order);  // below, then the live rest, then the dead lanes
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(left, _mm256_cmpgt_epi32(_mm256_set1_epi32(count_below), lane), packed);
+    const __m256i above_lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(count_below), lane),
+                                                    _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane));
+    _mm256_maskstore_ps(right_end - count, above_lanes, packed);
+    return count_below;
+  }
+  static constexpr int64_t kQuicksortLeafMax = 128;
   static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
   template <int J>
@@ -51,6 +103,11 @@ struct V {
     if constexpr (J == 1) return _mm256_permute_ps(v, 0xB1);         // lanes 1 0 3 2 in each 128 bits
     if constexpr (J == 2) return _mm256_permute_ps(v, 0x4E);         // lanes 2 3 0 1 in each 128 bits
     if constexpr (J == 4) return _mm256_permute2f128_ps(v, v, 0x01);  // the two 128-bit halves swapped
+  }
+  template <int K>
+  static Reg flip(Reg v) {
+    static_assert(K == 4);
+    return _mm256_permute_ps(v, 0x1B);  // lanes 3 2 1 0 in each 128 bits
   }
   static Reg reverse(Reg v) { return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0)); }
   template <unsigned M>
@@ -60,6 +117,7 @@ struct V {
 };
 
 #include "cpu/sort_network.inc"
+#include "cpu/sort_partition.inc"
 
 }  // namespace gapo::cpu::avx2
 

@@ -37,7 +37,20 @@ constexpr int64_t kRegisterSortMax = 256;
 // network's O(N log^2 N), and the fully unrolled merges would cost build time.
 constexpr int64_t kBlockSortMax = 1024;
 
+// AVX2 groups above this and up to kRegisterSortMax: the 32-ymm network (it spills, but
+// beats two partition levels down to 128-key leaves once it is at least 3/4 full).
+constexpr int64_t kAvx2FullNetworkMin = 192;
+// The x86 paths' quicksort (sort_partition.inc) up to this size; the radix sort above it.
+constexpr int64_t kQuicksortMax = int64_t(1) << 16;
+
 static_assert(portable::kRegisterSortMax == kRegisterSortMax);
+
+// Whether the merge-based block sort pads `size` keys by at most a third: it sorts the next
+// power of two, 512 or 1024 keys, whatever the size, in about the time the quicksort takes
+// for 3/4 of that.
+inline bool fills_merge_blocks(int64_t size) {
+  return (size > 384 && size <= 512) || (size > 768 && size <= 1024);
+}
 
 // Order-preserving map of a float's bits to an unsigned key (negatives reversed below positives).
 inline uint32_t float_to_radix_key(float value) {
@@ -200,6 +213,24 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
   } else if (size <= kTinyNetworkMax) {
     // One ymm: 6 network steps where one zmm takes 10, and a group this small is latency-bound.
     avx2::sort_up_to_256(src, size, dst);
+#endif
+#ifdef GAPO_CPU_ISA_X86
+  } else if (isa == CpuIsa::Avx512 && size <= avx512::V::kQuicksortLeafMax) {
+    avx512::sort_leaf(src, size, dst);
+  } else if (isa == CpuIsa::Avx2 && size <= avx2::V::kQuicksortLeafMax) {
+    avx2::sort_leaf(src, size, dst);
+  } else if (isa == CpuIsa::Avx2 && size > kAvx2FullNetworkMin && size <= kRegisterSortMax) {
+    avx2::sort_up_to_256(src, size, dst);
+  } else if (isa == CpuIsa::Avx512 && size <= kBlockSortMax && fills_merge_blocks(size)) {
+    if (scratch.merge.size() < size_t(kBlockSortMax)) scratch.merge.resize(kBlockSortMax);
+    block_sort(isa, src, size, dst, scratch.merge.data());
+  } else if ((isa == CpuIsa::Avx512 || isa == CpuIsa::Avx2) && size <= kQuicksortMax) {
+    if (scratch.merge.size() < 2 * size_t(size)) scratch.merge.resize(2 * size_t(size));
+    if (isa == CpuIsa::Avx512) {
+      avx512::quicksort_rewards(src, size, dst, scratch.merge.data());
+    } else {
+      avx2::quicksort_rewards(src, size, dst, scratch.merge.data());
+    }
 #endif
   } else if (size <= kRegisterSortMax) {
     sort_in_registers(isa, src, size, dst);

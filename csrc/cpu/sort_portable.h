@@ -41,6 +41,12 @@ struct V {
     for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[i ^ J];
     return r;
   }
+  template <int K>
+  static Reg flip(Reg v) {
+    Reg r;
+    for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[i ^ (K - 1)];
+    return r;
+  }
   static Reg reverse(Reg v) {
     Reg r;
     for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[3 - i];

@@ -4,10 +4,18 @@
 // number of keys before the first +inf. By group size:
 //   <= 4:            a fixed compare-exchange network in scalar registers (any CPU); up to 8
 //                    on the scalar path, one ymm on both x86 paths
-//   <= 256:          a bitonic network in vector registers, for the path cpu_isa.h picked
-//                    (AVX-512, AVX2, NEON, or the 4-lane portable register of the scalar path)
-//   <= 1024:         blocks of 256 sorted by that network, then merged by its last stages
-//                    (vector paths; the scalar path's emulated lanes lose to the radix sort)
+//   AVX-512:  <= 256         a bitonic network over as many zmm as the keys fill (sort_network.inc)
+//             <= 1024        where the next power of two is at most 4/3 of the size (385..512,
+//                            769..1024): blocks of 256 sorted by the network, merged by its
+//                            last stages; otherwise
+//             <= 65536       quicksort (sort_partition.inc): compress-store partitions around
+//                            a sampled median down to ranges of <= 256, sorted as above
+//   AVX2:     <= 128         a bitonic network over as many ymm as the keys fill
+//             193..256       the 32-ymm network
+//             <= 65536       quicksort down to ranges of <= 128 (lane-permutation partitions)
+//   NEON:     <= 256         the network over the power-of-two register count that holds them
+//             <= 1024        blocks of 256 merged as on AVX-512
+//   scalar:   <= 256         the network on a 4-lane register emulated in plain C++
 //   larger:          LSD radix sort, 3 passes of 11 bits
 // Float64 keys: insertion sort up to 32, std::sort above. Only the order changes, never a
 // value: every path hands the same sorted keys to the shared per-group logic, so the choice of
@@ -157,15 +165,14 @@ inline void merge_sorted_halves(CpuIsa isa, float* keys) {
 #ifdef GAPO_CPU_ISA_X86
     case CpuIsa::Avx512:
       return avx512::merge_sorted_halves<N>(keys);
-    case CpuIsa::Avx2:
-      return avx2::merge_sorted_halves<N>(keys);
 #endif
 #ifdef GAPO_CPU_ISA_NEON
     case CpuIsa::Neon:
       return neon::merge_sorted_halves<N>(keys);
 #endif
     default:
-      // Not reached: the scalar path radix-sorts above 256 keys; this only completes the switch.
+      // Not reached: the AVX2 path quicksorts above 256 keys and the scalar path radix-sorts;
+      // this only completes the switch.
       return portable::merge_sorted_halves<N>(keys);
   }
 }

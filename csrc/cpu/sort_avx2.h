@@ -109,6 +109,34 @@ struct V {
     static_assert(K == 4);
     return _mm256_permute_ps(v, 0x1B);  // lanes 3 2 1 0 in each 128 bits
   }
+  static constexpr int kColumnSortRegisters = 8;
+  static void compare_exchange(Reg& a, Reg& b) {
+    const Reg lo = _mm256_min_ps(a, b);
+    b = _mm256_max_ps(a, b);
+    a = lo;
+  }
+  static void sort_columns_and_transpose(Reg* v) {
+    // Each lane across the 8 registers: Knuth's 19-comparator network for 8 inputs.
+    compare_exchange(v[0], v[2]), compare_exchange(v[1], v[3]), compare_exchange(v[4], v[6]), compare_exchange(v[5], v[7]);
+    compare_exchange(v[0], v[4]), compare_exchange(v[1], v[5]), compare_exchange(v[2], v[6]), compare_exchange(v[3], v[7]);
+    compare_exchange(v[0], v[1]), compare_exchange(v[2], v[3]), compare_exchange(v[4], v[5]), compare_exchange(v[6], v[7]);
+    compare_exchange(v[2], v[4]), compare_exchange(v[3], v[5]);
+    compare_exchange(v[1], v[4]), compare_exchange(v[3], v[6]);
+    compare_exchange(v[1], v[2]), compare_exchange(v[3], v[4]), compare_exchange(v[5], v[6]);
+    // Transpose: register c takes lane c of every register, now a sorted column.
+    const Reg t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    const Reg t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    const Reg t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    const Reg t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    const Reg u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const Reg u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const Reg u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const Reg u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    v[0] = _mm256_permute2f128_ps(u0, u4, 0x20), v[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    v[1] = _mm256_permute2f128_ps(u1, u5, 0x20), v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    v[2] = _mm256_permute2f128_ps(u2, u6, 0x20), v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    v[3] = _mm256_permute2f128_ps(u3, u7, 0x20), v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+  }
   static Reg reverse(Reg v) { return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0)); }
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
@@ -116,7 +144,9 @@ struct V {
   }
 };
 
+#define GAPO_SORT_STAGE_INLINE [[gnu::always_inline]] inline
 #include "cpu/sort_network.inc"
+#undef GAPO_SORT_STAGE_INLINE
 #include "cpu/sort_partition.inc"
 
 }  // namespace gapo::cpu::avx2

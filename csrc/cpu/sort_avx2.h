@@ -67,33 +67,31 @@ struct V {
   }
   static Reg loadu(const float* src) { return _mm256_loadu_ps(src); }
   static Reg set1(float x) { return _mm256_set1_ps(x); }
+  // The lanes of v in the order of kPartitionOrders[mask]; returns the count of lanes below the pivot.
   template <bool OrEqual>
-  static int partition_step(Reg v, Reg pivot, float* left, float* right_end) {
-    const unsigned below =
-        static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ)));
+  static unsigned lanes_below(Reg v, Reg pivot) {
+    return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ)));
+  }
+  static Reg packed(Reg v, unsigned mask) {
     const __m256i order =
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPartitionOrders.order[below].data())));
-    const Reg packed = _mm256_permutevar8x32_ps(v, order);
-    _mm256_storeu_ps(left, packed);
-    _mm256_storeu_ps(right_end - 8, packed);
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPartitionOrders.order[mask].data())));
+    return _mm256_permutevar8x32_ps(v, order);
+  }
+  template <bool OrEqual>
+  static int partition_step(Reg v, Reg pivot, int count, float* left, float* right_end) {
+    const unsigned dead = 0xFFu & ~((1u << count) - 1u);
+    const unsigned below = lanes_below<OrEqual>(v, pivot) & ~dead;
+    // Below, then the dead lanes (the highest), then the rest: the rest end the register.
+    const Reg order = packed(v, below | dead);
+    _mm256_storeu_ps(left, order);
+    _mm256_storeu_ps(right_end - 8, order);
     return std::popcount(below);
   }
-  // The same for the first `count` lanes of v alone, writing nothing else.
   template <bool OrEqual>
-  static int partition_tail(Reg v, Reg pivot, int count, float* left, float* right_end) {
-    const unsigned live = (1u << count) - 1u;
-    const unsigned below =
-        live & static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ)));
-    const int count_below = std::popcount(below);
-    const __m256i order =
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPartitionOrders.order[below].data())));
-    const Reg packed = _mm256_permutevar8x32_ps(v, order);  // below, then the live rest, then the dead lanes
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_maskstore_ps(left, _mm256_cmpgt_epi32(_mm256_set1_epi32(count_below), lane), packed);
-    const __m256i above_lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(count_below), lane),
-                                                    _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane));
-    _mm256_maskstore_ps(right_end - count, above_lanes, packed);
-    return count_below;
+  static int partition_last(Reg v, Reg pivot, float* left) {
+    const unsigned below = lanes_below<OrEqual>(v, pivot);
+    _mm256_storeu_ps(left, packed(v, below));
+    return std::popcount(below);
   }
   static constexpr int64_t kQuicksortLeafMax = 128;
   static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }

@@ -48,23 +48,24 @@ struct V {
   static Reg loadu(const float* src) { return _mm512_loadu_ps(src); }
   static Reg set1(float x) { return _mm512_set1_ps(x); }
   template <bool OrEqual>
-  static int partition_step(Reg v, Reg pivot, float* left, float* right_end) {
-    const __mmask16 below = _mm512_cmp_ps_mask(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ);
-    const int count_below = std::popcount(static_cast<unsigned>(below));
-    _mm512_storeu_ps(left, _mm512_maskz_compress_ps(below, v));
-    _mm512_storeu_ps(right_end - 16, _mm512_maskz_expand_ps(static_cast<__mmask16>(0xFFFFu << count_below), _mm512_maskz_compress_ps(static_cast<__mmask16>(~below), v)));
-    return count_below;
-  }
-  // The same for the first `count` lanes of v alone, writing nothing else.
-  template <bool OrEqual>
-  static int partition_tail(Reg v, Reg pivot, int count, float* left, float* right_end) {
+  static int partition_step(Reg v, Reg pivot, int count, float* left, float* right_end) {
     const __mmask16 live = static_cast<__mmask16>((1u << count) - 1u);
     const __mmask16 below = _mm512_mask_cmp_ps_mask(live, v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ);
     const int count_below = std::popcount(static_cast<unsigned>(below));
     const int count_above = count - count_below;
-    _mm512_mask_storeu_ps(left, static_cast<__mmask16>((1u << count_below) - 1u), _mm512_maskz_compress_ps(below, v));
-    _mm512_mask_storeu_ps(right_end - count_above, static_cast<__mmask16>((1u << count_above) - 1u),
-                          _mm512_maskz_compress_ps(static_cast<__mmask16>(live & ~below), v));
+    _mm512_storeu_ps(left, _mm512_maskz_compress_ps(below, v));
+    // The others compressed, then moved up to end the register.
+    const __mmask16 top = static_cast<__mmask16>(0xFFFFu << (16 - count_above));
+    _mm512_storeu_ps(right_end - 16, _mm512_maskz_expand_ps(top, _mm512_maskz_compress_ps(static_cast<__mmask16>(live & ~below), v)));
+    return count_below;
+  }
+  template <bool OrEqual>
+  static int partition_last(Reg v, Reg pivot, float* left) {
+    const __mmask16 below = _mm512_cmp_ps_mask(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ);
+    const int count_below = std::popcount(static_cast<unsigned>(below));
+    const __mmask16 rest = static_cast<__mmask16>(0xFFFFu << count_below);
+    const Reg others = _mm512_maskz_expand_ps(rest, _mm512_maskz_compress_ps(static_cast<__mmask16>(~below), v));
+    _mm512_storeu_ps(left, _mm512_mask_blend_ps(rest, _mm512_maskz_compress_ps(below, v), others));
     return count_below;
   }
   static constexpr int64_t kQuicksortLeafMax = 256;

@@ -25,6 +25,7 @@ int main() {
     std::vector<int> sizes;
     for (int size = 0; size <= 1100; ++size) sizes.push_back(size);
     for (int size = 1101; size <= 5000; size += 37) sizes.push_back(size);
+    for (int size = 1101; size <= 1300; ++size) sizes.push_back(size);
     for (int edge : {2048, 4096, 65536}) {
       for (int size = edge - 2; size <= edge + 2; ++size) sizes.push_back(size);
     }

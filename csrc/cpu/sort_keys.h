@@ -8,7 +8,7 @@
 //                            (sort_network.inc: columns sorted across 8 registers and
 //                            transposed, then bitonic merges; padding registers skipped)
 //             417..512,      blocks of 256 sorted by the network, merged by its last stages
-//             833..1024      (these sizes fill at least 13/16 of the power of two they pad to)
+//             961..1024      (these sizes nearly fill the power of two they pad to)
 //             other <= 65536 quicksort (sort_partition.inc): compress partitions around a
 //                            sampled median, ranges of <= 256 sorted by the network
 //   AVX2:     <= 128         the network over as many ymm as the keys fill
@@ -55,11 +55,11 @@ constexpr int64_t kQuicksortMax = int64_t(1) << 16;
 
 static_assert(portable::kRegisterSortMax == kRegisterSortMax);
 
-// Whether the merge-based block sort fills at least 13/16 of the 512 or 1024 keys it always
-// sorts: below that the quicksort costs less (measured on AVX-512: 400 keys 0.94 ns/key by
-// quicksort, 1.07 by blocks; 450 keys 0.98 and 0.80).
+// Whether the merge-based block sort, which always sorts 512 or 1024 keys, beats the
+// quicksort (measured on AVX-512, ns/key by blocks and by quicksort: 420 keys 0.89 and 0.92,
+// 512 keys 0.75 and 0.96, 900 keys 1.20 and 1.11, 1024 keys 1.01 and 1.10).
 inline bool fills_merge_blocks(int64_t size) {
-  return (size > 416 && size <= 512) || (size > 832 && size <= 1024);
+  return (size > 416 && size <= 512) || (size > 960 && size <= 1024);
 }
 
 // Order-preserving map of a float's bits to an unsigned key (negatives reversed below positives).

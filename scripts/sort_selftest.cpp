@@ -1,5 +1,7 @@
 // Standalone check of the CPU sort of every path this build has, against std::sort: every size
-// up to 600, missing rewards, ties and signed zeros. Built by scripts/check_aarch64_compile.sh
+// up to 1100, sizes up to 5000 and around every threshold of the size -> method table
+// (sort_keys.h), missing rewards, ties (two or three distinct values, all equal), signed
+// zeros, ascending and descending input. Built by scripts/check_aarch64_compile.sh
 // for aarch64 (and run there under qemu-aarch64 when it is installed); builds natively too:
 //   g++ -O2 -std=c++20 -Icsrc scripts/sort_selftest.cpp -o /tmp/sort_selftest && /tmp/sort_selftest
 #include <algorithm>
@@ -20,10 +22,27 @@ int main() {
   for (const std::string& name : supported_cpu_isa_names()) {
     const CpuIsa isa = choose_cpu_isa(name.c_str()).isa;
     SortScratch scratch;
-    for (int size = 0; size <= 1100; ++size) {
-      for (int trial = 0; trial < 4; ++trial) {
+    std::vector<int> sizes;
+    for (int size = 0; size <= 1100; ++size) sizes.push_back(size);
+    for (int size = 1101; size <= 5000; size += 37) sizes.push_back(size);
+    for (int size = 1101; size <= 1300; ++size) sizes.push_back(size);
+    for (int edge : {2048, 4096, 65536}) {
+      for (int size = edge - 2; size <= edge + 2; ++size) sizes.push_back(size);
+    }
+    for (int size : sizes) {
+      for (int trial = 0; trial < 7; ++trial) {
         std::vector<float> src(size);
-        for (float& v : src) v = (rng() % 5 == 0) ? specials[rng() % 7] : (trial == 1 ? float(rng() % 3) : uniform(rng));
+        for (int i = 0; i < size; ++i) {
+          float& v = src[i];
+          switch (trial) {
+            case 1: v = float(rng() % 3); break;                          // ties
+            case 4: v = float(rng() % 2); break;                          // binary rewards, no specials
+            case 5: v = 0.5f; break;                                      // all equal
+            case 6: v = float(i % 2 ? i : size - i) * 0.25f; break;       // ascending, interleaved with descending
+            default: v = uniform(rng);
+          }
+          if (trial < 4 && rng() % 5 == 0) v = specials[rng() % 7];
+        }
         std::vector<float> want;
         for (float v : src) {
           if (std::isfinite(v)) want.push_back(v + 0.0f);
@@ -37,7 +56,7 @@ int main() {
         if (!ok && ++failures <= 5) std::printf("FAIL %s size %d trial %d\n", name.c_str(), size, trial);
       }
     }
-    std::printf("%s: sorted groups of 0..1100 keys\n", name.c_str());
+    std::printf("%s: sorted groups of 0..%d keys\n", name.c_str(), sizes.back());
   }
   std::printf("%d of %d sorts wrong\n", failures, checked);
   return failures == 0 ? 0 : 1;

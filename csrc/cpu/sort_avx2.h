@@ -2,6 +2,9 @@
 // Compiled for AVX2 by a target region, called only when cpu_isa.h picked avx2.
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <bit>
 #include <cstdint>
 
 #include "cpu/cpu_isa.h"
@@ -10,13 +13,31 @@
 #include <immintrin.h>
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,popcnt"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,popcnt")
 #endif
 
 namespace gapo::cpu::avx2 {
+
+// For each 8-bit lane mask, the lane order that puts the masked lanes first (in lane order)
+// and the others after them: one vpermps then packs a register for both ends of a partition.
+struct PartitionOrders {
+  std::array<std::array<uint8_t, 8>, 256> order;
+  constexpr PartitionOrders() : order{} {
+    for (int mask = 0; mask < 256; ++mask) {
+      int next = 0;
+      for (int lane = 0; lane < 8; ++lane) {
+        if (mask & (1 << lane)) order[mask][next++] = static_cast<uint8_t>(lane);
+      }
+      for (int lane = 0; lane < 8; ++lane) {
+        if (!(mask & (1 << lane))) order[mask][next++] = static_cast<uint8_t>(lane);
+      }
+    }
+  }
+};
+alignas(64) inline constexpr PartitionOrders kPartitionOrders{};
 
 struct V {
   using Reg = __m256;
@@ -44,6 +65,35 @@ struct V {
     if (left >= 8) return _mm256_storeu_ps(dst + first, v);
     if (left > 0) _mm256_maskstore_ps(dst + first, live_lanes(left), v);
   }
+  static Reg loadu(const float* src) { return _mm256_loadu_ps(src); }
+  static Reg set1(float x) { return _mm256_set1_ps(x); }
+  // The lanes of v in the order of kPartitionOrders[mask]; returns the count of lanes below the pivot.
+  template <bool OrEqual>
+  static unsigned lanes_below(Reg v, Reg pivot) {
+    return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, pivot, OrEqual ? _CMP_LE_OQ : _CMP_LT_OQ)));
+  }
+  static Reg packed(Reg v, unsigned mask) {
+    const __m256i order =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPartitionOrders.order[mask].data())));
+    return _mm256_permutevar8x32_ps(v, order);
+  }
+  template <bool OrEqual>
+  static int partition_step(Reg v, Reg pivot, int count, float* left, float* right_end) {
+    const unsigned dead = 0xFFu & ~((1u << count) - 1u);
+    const unsigned below = lanes_below<OrEqual>(v, pivot) & ~dead;
+    // Below, then the dead lanes (the highest), then the rest: the rest end the register.
+    const Reg order = packed(v, below | dead);
+    _mm256_storeu_ps(left, order);
+    _mm256_storeu_ps(right_end - 8, order);
+    return std::popcount(below);
+  }
+  template <bool OrEqual>
+  static int partition_last(Reg v, Reg pivot, float* left) {
+    const unsigned below = lanes_below<OrEqual>(v, pivot);
+    _mm256_storeu_ps(left, packed(v, below));
+    return std::popcount(below);
+  }
+  static constexpr int64_t kQuicksortLeafMax = 128;
   static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
   template <int J>
@@ -52,6 +102,39 @@ struct V {
     if constexpr (J == 2) return _mm256_permute_ps(v, 0x4E);         // lanes 2 3 0 1 in each 128 bits
     if constexpr (J == 4) return _mm256_permute2f128_ps(v, v, 0x01);  // the two 128-bit halves swapped
   }
+  template <int K>
+  static Reg flip(Reg v) {
+    static_assert(K == 4);
+    return _mm256_permute_ps(v, 0x1B);  // lanes 3 2 1 0 in each 128 bits
+  }
+  static constexpr int kColumnSortRegisters = 8;
+  static void compare_exchange(Reg& a, Reg& b) {
+    const Reg lo = _mm256_min_ps(a, b);
+    b = _mm256_max_ps(a, b);
+    a = lo;
+  }
+  static void sort_columns_and_transpose(Reg* v) {
+    // Each lane across the 8 registers: Knuth's 19-comparator network for 8 inputs.
+    compare_exchange(v[0], v[2]), compare_exchange(v[1], v[3]), compare_exchange(v[4], v[6]), compare_exchange(v[5], v[7]);
+    compare_exchange(v[0], v[4]), compare_exchange(v[1], v[5]), compare_exchange(v[2], v[6]), compare_exchange(v[3], v[7]);
+    compare_exchange(v[0], v[1]), compare_exchange(v[2], v[3]), compare_exchange(v[4], v[5]), compare_exchange(v[6], v[7]);
+    compare_exchange(v[2], v[4]), compare_exchange(v[3], v[5]);
+    compare_exchange(v[1], v[4]), compare_exchange(v[3], v[6]);
+    compare_exchange(v[1], v[2]), compare_exchange(v[3], v[4]), compare_exchange(v[5], v[6]);
+    // Transpose: register c takes lane c of every register, now a sorted column.
+    const Reg t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    const Reg t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    const Reg t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    const Reg t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    const Reg u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const Reg u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const Reg u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const Reg u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    v[0] = _mm256_permute2f128_ps(u0, u4, 0x20), v[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    v[1] = _mm256_permute2f128_ps(u1, u5, 0x20), v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    v[2] = _mm256_permute2f128_ps(u2, u6, 0x20), v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    v[3] = _mm256_permute2f128_ps(u3, u7, 0x20), v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+  }
   static Reg reverse(Reg v) { return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0)); }
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
@@ -59,7 +142,10 @@ struct V {
   }
 };
 
+#define GAPO_SORT_STAGE_INLINE [[gnu::always_inline]] inline
 #include "cpu/sort_network.inc"
+#undef GAPO_SORT_STAGE_INLINE
+#include "cpu/sort_partition.inc"
 
 }  // namespace gapo::cpu::avx2
 

@@ -4,10 +4,20 @@
 // number of keys before the first +inf. By group size:
 //   <= 4:            a fixed compare-exchange network in scalar registers (any CPU); up to 8
 //                    on the scalar path, one ymm on both x86 paths
-//   <= 256:          a bitonic network in vector registers, for the path cpu_isa.h picked
-//                    (AVX-512, AVX2, NEON, or the 4-lane portable register of the scalar path)
-//   <= 1024:         blocks of 256 sorted by that network, then merged by its last stages
-//                    (vector paths; the scalar path's emulated lanes lose to the radix sort)
+//   AVX-512:  <= 256         a sorting network over as many zmm as the keys fill
+//                            (sort_network.inc: columns sorted across 8 registers and
+//                            transposed, then bitonic merges; padding registers skipped)
+//             417..512,      blocks of 256 sorted by the network, merged by its last stages
+//             961..1024      (these sizes nearly fill the power of two they pad to)
+//             other <= 65536 quicksort (sort_partition.inc): compress partitions around a
+//                            sampled median, ranges of <= 256 sorted by the network
+//   AVX2:     <= 128         the network over as many ymm as the keys fill
+//             193..256       the 32-ymm network
+//             other <= 65536 quicksort with lane-permutation partitions, ranges of <= 128
+//                            sorted by the network
+//   NEON:     <= 256         the network over the power-of-two register count that holds them
+//             <= 1024        blocks of 256 merged as on AVX-512
+//   scalar:   <= 256         the network on a 4-lane register emulated in plain C++
 //   larger:          LSD radix sort, 3 passes of 11 bits
 // Float64 keys: insertion sort up to 32, std::sort above. Only the order changes, never a
 // value: every path hands the same sorted keys to the shared per-group logic, so the choice of
@@ -37,7 +47,20 @@ constexpr int64_t kRegisterSortMax = 256;
 // network's O(N log^2 N), and the fully unrolled merges would cost build time.
 constexpr int64_t kBlockSortMax = 1024;
 
+// AVX2 groups above this and up to kRegisterSortMax: the 32-ymm network (it spills, but
+// beats two partition levels down to 128-key leaves once it is at least 3/4 full).
+constexpr int64_t kAvx2FullNetworkMin = 192;
+// The x86 paths' quicksort (sort_partition.inc) up to this size; the radix sort above it.
+constexpr int64_t kQuicksortMax = int64_t(1) << 16;
+
 static_assert(portable::kRegisterSortMax == kRegisterSortMax);
+
+// Whether the merge-based block sort, which always sorts 512 or 1024 keys, beats the
+// quicksort (measured on AVX-512, ns/key by blocks and by quicksort: 420 keys 0.89 and 0.92,
+// 512 keys 0.75 and 0.96, 900 keys 1.20 and 1.11, 1024 keys 1.01 and 1.10).
+inline bool fills_merge_blocks(int64_t size) {
+  return (size > 416 && size <= 512) || (size > 960 && size <= 1024);
+}
 
 // Order-preserving map of a float's bits to an unsigned key (negatives reversed below positives).
 inline uint32_t float_to_radix_key(float value) {
@@ -144,15 +167,14 @@ inline void merge_sorted_halves(CpuIsa isa, float* keys) {
 #ifdef GAPO_CPU_ISA_X86
     case CpuIsa::Avx512:
       return avx512::merge_sorted_halves<N>(keys);
-    case CpuIsa::Avx2:
-      return avx2::merge_sorted_halves<N>(keys);
 #endif
 #ifdef GAPO_CPU_ISA_NEON
     case CpuIsa::Neon:
       return neon::merge_sorted_halves<N>(keys);
 #endif
     default:
-      // Not reached: the scalar path radix-sorts above 256 keys; this only completes the switch.
+      // Not reached: the AVX2 path quicksorts above 256 keys and the scalar path radix-sorts;
+      // this only completes the switch.
       return portable::merge_sorted_halves<N>(keys);
   }
 }
@@ -200,6 +222,24 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
   } else if (size <= kTinyNetworkMax) {
     // One ymm: 6 network steps where one zmm takes 10, and a group this small is latency-bound.
     avx2::sort_up_to_256(src, size, dst);
+#endif
+#ifdef GAPO_CPU_ISA_X86
+  } else if (isa == CpuIsa::Avx512 && size <= avx512::V::kQuicksortLeafMax) {
+    avx512::sort_leaf(src, size, dst);
+  } else if (isa == CpuIsa::Avx2 && size <= avx2::V::kQuicksortLeafMax) {
+    avx2::sort_leaf(src, size, dst);
+  } else if (isa == CpuIsa::Avx2 && size > kAvx2FullNetworkMin && size <= kRegisterSortMax) {
+    avx2::sort_up_to_256(src, size, dst);
+  } else if (isa == CpuIsa::Avx512 && size <= kBlockSortMax && fills_merge_blocks(size)) {
+    if (scratch.merge.size() < size_t(kBlockSortMax)) scratch.merge.resize(kBlockSortMax);
+    block_sort(isa, src, size, dst, scratch.merge.data());
+  } else if ((isa == CpuIsa::Avx512 || isa == CpuIsa::Avx2) && size <= kQuicksortMax) {
+    if (scratch.merge.size() < 2 * size_t(size)) scratch.merge.resize(2 * size_t(size));
+    if (isa == CpuIsa::Avx512) {
+      avx512::quicksort_rewards(src, size, dst, scratch.merge.data());
+    } else {
+      avx2::quicksort_rewards(src, size, dst, scratch.merge.data());
+    }
 #endif
   } else if (size <= kRegisterSortMax) {
     sort_in_registers(isa, src, size, dst);

@@ -42,6 +42,14 @@ struct V {
     if constexpr (J == 1) return vrev64q_f32(v);       // lanes 1 0 3 2
     if constexpr (J == 2) return vextq_f32(v, v, 2);  // lanes 2 3 0 1
   }
+  template <int K>
+  static Reg flip(Reg v) {
+    static_assert(K == 2 || K == 4);
+    if constexpr (K == 2) return vrev64q_f32(v);
+    return reverse(v);
+  }
+  static constexpr int kColumnSortRegisters = 0;
+  static void sort_columns_and_transpose(Reg*) {}
   static Reg reverse(Reg v) {
     const float32x4_t pairs_swapped = vrev64q_f32(v);  // 1 0 3 2
     return vextq_f32(pairs_swapped, pairs_swapped, 2);  // 3 2 1 0
@@ -53,7 +61,9 @@ struct V {
   }
 };
 
+#define GAPO_SORT_STAGE_INLINE inline
 #include "cpu/sort_network.inc"
+#undef GAPO_SORT_STAGE_INLINE
 
 }  // namespace gapo::cpu::neon
 

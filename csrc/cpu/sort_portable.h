@@ -41,6 +41,14 @@ struct V {
     for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[i ^ J];
     return r;
   }
+  template <int K>
+  static Reg flip(Reg v) {
+    Reg r;
+    for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[i ^ (K - 1)];
+    return r;
+  }
+  static constexpr int kColumnSortRegisters = 0;
+  static void sort_columns_and_transpose(Reg*) {}
   static Reg reverse(Reg v) {
     Reg r;
     for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[3 - i];
@@ -54,6 +62,8 @@ struct V {
   }
 };
 
+#define GAPO_SORT_STAGE_INLINE inline
 #include "cpu/sort_network.inc"
+#undef GAPO_SORT_STAGE_INLINE
 
 }  // namespace gapo::cpu::portable

@@ -1,7 +1,8 @@
 // Standalone check of the CPU sort of every path this build has, against std::sort: every size
 // up to 1100, sizes up to 5000 and around every threshold of the size -> method table
-// (sort_keys.h), missing rewards, ties (two or three distinct values, all equal), signed
-// zeros, ascending and descending input. Built by scripts/check_aarch64_compile.sh
+// (sort_keys.h), missing rewards, ties (two or three distinct values, all equal), a few levels
+// as the counting sort takes them (up to nine, the ninth at the end), signed zeros, ascending
+// and descending input. Built by scripts/check_aarch64_compile.sh
 // for aarch64 (and run there under qemu-aarch64 when it is installed); builds natively too:
 //   g++ -O2 -std=c++20 -Icsrc scripts/sort_selftest.cpp -o /tmp/sort_selftest && /tmp/sort_selftest
 #include <algorithm>
@@ -30,7 +31,7 @@ int main() {
       for (int size = edge - 2; size <= edge + 2; ++size) sizes.push_back(size);
     }
     for (int size : sizes) {
-      for (int trial = 0; trial < 7; ++trial) {
+      for (int trial = 0; trial < 10; ++trial) {
         std::vector<float> src(size);
         for (int i = 0; i < size; ++i) {
           float& v = src[i];
@@ -39,6 +40,11 @@ int main() {
             case 4: v = float(rng() % 2); break;                          // binary rewards, no specials
             case 5: v = 0.5f; break;                                      // all equal
             case 6: v = float(i % 2 ? i : size - i) * 0.25f; break;       // ascending, interleaved with descending
+            case 7:                                                        // 2..9 levels and missing rewards
+              v = rng() % 9 == 0 ? specials[rng() % 3] : float(rng() % (2 + size % 8)) * 0.5f - 1.0f;
+              break;
+            case 8: v = i == size - 1 ? 100.0f : float(i % 8); break;      // 8 values, a 9th at the end
+            case 9: v = i < 16 ? -0.0f : (rng() % 3 == 0 ? 0.0f : (rng() % 2 ? -0.0f : 1.0f)); break;  // signed zeros
             default: v = uniform(rng);
           }
           if (trial < 4 && rng() % 5 == 0) v = specials[rng() % 7];

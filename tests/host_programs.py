@@ -1,4 +1,5 @@
-"""Host C++ programs built from csrc/ for tests that check CUDA code without a GPU.
+"""Host C++ programs built from csrc/ for tests: the CUDA code checked without a GPU, and the
+CPU sort's standalone self-test.
 
 The CUDA kernel bodies and the launch plan are plain C++ behind a small interface
 (csrc/cuda/host_emulation/), so a host compiler builds them into programs the tests drive.

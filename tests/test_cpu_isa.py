@@ -9,6 +9,7 @@ scalar path, which is the NEON network's logic on x86) meets the reference.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -137,6 +138,28 @@ def test_first_zero_width_window_wins(tau):
     assert_advantage_matches(out, rewards, offsets, tau=tau)
 
 
+@pytest.mark.parametrize("levels", [1, 2, 3, 8, 9])
+def test_large_groups_of_few_levels_match_reference(levels):
+    # Pass/fail and few-level rewards in large groups are sorted by counting on the vector
+    # paths (up to 8 distinct values; 9 falls back to the comparison sort), with missing
+    # rewards and both zeros among them.
+    rng = np.random.default_rng(levels)
+    values = np.array([-0.0, 0.0, 1.0, -2.5, 3e30, 0.25, 7.0, -1e-30, 5.0][:levels] if levels > 1 else [-0.0])
+    sizes = [512, 513, 700, 1024, 2049, 4096, 5000]
+    parts = []
+    for size in sizes:
+        group = rng.choice(values, size=size)
+        group[rng.random(size) < 0.05] = rng.choice([np.nan, np.inf, -np.inf])
+        parts.append(group)
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+    rewards = torch.from_numpy(np.concatenate(parts)).float()
+    for baseline in ("hdi_median", "mean"):
+        stats = gapo_kernels.group_stats(rewards, offsets, tau=0.5, baseline=baseline, backend="cpu")
+        assert_stats_match(stats, rewards, offsets, tau=0.5, baseline=baseline)
+        out = gapo_kernels.advantage(rewards, offsets, tau=0.5, baseline=baseline, backend="cpu")
+        assert_advantage_matches(out, rewards, offsets, tau=0.5, baseline=baseline)
+
+
 def test_negative_zero_sorts_as_positive_zero():
     # Every group of pure zeros of both signs: min, max and the window bounds are +0.0.
     values = np.array([-0.0, 0.0, -0.0, -0.0] * 3 + [-0.0] * 20 + [0.0, -0.0] * 150, dtype=np.float32)
@@ -261,3 +284,18 @@ def test_every_path_computes_the_same_bits(tmp_path):
     first = supported[0]
     for isa in supported[1:]:
         assert results[isa].tobytes() == results[first].tobytes(), f"{isa} and {first} differ"
+
+
+@pytest.mark.skipif(bool(os.environ.get("GAPO_CPU_ISA")), reason="the self-test runs every path itself")
+def test_sort_self_test_of_every_path(tmp_path_factory):
+    # scripts/sort_selftest.cpp: every path's sort_float_group against std::sort, at every size
+    # up to 1100 and around every threshold of the size -> method table, on ties, a few levels
+    # (the counting sort), missing rewards and signed zeros; the counts and bits must match.
+    from tests.host_programs import ROOT as SOURCE_ROOT, build_host_program
+
+    exe = build_host_program(tmp_path_factory, SOURCE_ROOT / "scripts" / "sort_selftest.cpp", "the sort self-test")
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for isa in gapo_kernels.build_info()["cpu_isas_supported"]:
+        assert f"{isa}: sorted groups of" in proc.stdout, proc.stdout
+    assert re.search(r"^0 of [1-9][0-9]* sorts wrong$", proc.stdout, re.MULTILINE), proc.stdout

@@ -19,6 +19,9 @@
 //             <= 1024        blocks of 256 merged as on AVX-512
 //   scalar:   <= 256         the network on a 4-lane register emulated in plain C++
 //   larger:          LSD radix sort, 3 passes of 11 bits
+// On both x86 paths a group of at least kFewValuesMin rewards is first counted
+// (sort_few_values.h): if its keys take at most kFewValuesMax distinct values (pass/fail, a few
+// levels) they are written as runs, with no comparison sort.
 // Float64 keys: insertion sort up to 32, std::sort above. Only the order changes, never a
 // value: every path hands the same sorted keys to the shared per-group logic, so the choice of
 // window and median cannot depend on the path taken.
@@ -33,6 +36,7 @@
 #include "cpu/cpu_isa.h"
 #include "cpu/sort_avx2.h"
 #include "cpu/sort_avx512.h"
+#include "cpu/sort_few_values.h"
 #include "cpu/sort_neon.h"
 #include "cpu/sort_portable.h"
 #include "gapo/group_logic.h"
@@ -52,6 +56,10 @@ constexpr int64_t kBlockSortMax = 1024;
 constexpr int64_t kAvx2FullNetworkMin = 192;
 // The x86 paths' quicksort (sort_partition.inc) up to this size; the radix sort above it.
 constexpr int64_t kQuicksortMax = int64_t(1) << 16;
+// From this size a group is first tried by counting (sort_few_values.h): below it a register
+// network sorts two-valued keys about as fast as NumPy does, and the try would cost more than
+// it saves.
+constexpr int64_t kFewValuesMin = 512;
 
 static_assert(portable::kRegisterSortMax == kRegisterSortMax);
 
@@ -212,6 +220,14 @@ struct SortScratch {
 // for max(size, kTinyNetworkMax) keys) and returns
 // n, the count of finite rewards: dst[0, n) holds them ascending, -0 read as +0.
 inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, float* dst, SortScratch& scratch) {
+#ifdef GAPO_CPU_ISA_X86
+  if (size >= kFewValuesMin && (isa == CpuIsa::Avx512 || isa == CpuIsa::Avx2)) {
+    FewValues few;
+    const bool counted = isa == CpuIsa::Avx512 ? avx512::count_few_values(src, size, few)
+                                               : avx2::count_few_values(src, size, few);
+    if (counted) return few.write_sorted(dst);
+  }
+#endif
   if (size <= 2) {
     sort_tiny<2>(src, size, dst);
   } else if (size <= 4) {

@@ -255,9 +255,9 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
           group_stats_of_sorted<double, SortKey<T>, Scans>(sorted, n, params, &map);
           return map;
         },
-        [&](int64_t, int64_t first, int64_t last, const SortKey<T>*, int64_t, const AdvantageMap& map) {
+        [&](int64_t, int64_t first, int64_t last, const SortKey<T>*, int64_t n, const AdvantageMap& map) {
           if (std::is_same_v<OutRow, Identity> && stride == 1) {
-            Scans::write_group_advantages(values + first, last - first, map, out + first);
+            Scans::write_group_advantages(values + first, last - first, map, out + first, n == last - first);
             return;
           }
           for (int64_t p = first; p < last; ++p) out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));

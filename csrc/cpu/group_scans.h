@@ -101,7 +101,7 @@ struct PortableScans {
     return sum_of_squared_deviations_in_parts(values, n, down, center);
   }
   template <class T>
-  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {
+  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out, bool) {
     cpu::write_group_advantages(values, n, map, out);
   }
 };

@@ -104,14 +104,16 @@ inline double sum_of_squared_deviations_floats(const float* values, int64_t n, d
   const __m256d scale_down = _mm256_set1_pd(down);
   const __m256d about = _mm256_set1_pd(center);
   __m256d sums[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
-  const auto add_squares = [&](__m256d& sum, __m128 x, __m256d live) {
+  const auto square = [&](__m128 x) {
     const __m256d d = _mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(x), scale_down), about);
-    sum = _mm256_add_pd(sum, _mm256_and_pd(_mm256_mul_pd(d, d), live));
+    return _mm256_mul_pd(d, d);
   };
-  const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+  const auto add_squares = [&](__m256d& sum, __m128 x, __m256d live) {
+    sum = _mm256_add_pd(sum, _mm256_and_pd(square(x), live));
+  };
   int64_t i = 0;
   for (; i + kSumParts <= n; i += kSumParts) {
-    for (int q = 0; q < 4; ++q) add_squares(sums[q], _mm_loadu_ps(values + i + 4 * q), all);
+    for (int q = 0; q < 4; ++q) sums[q] = _mm256_add_pd(sums[q], square(_mm_loadu_ps(values + i + 4 * q)));
   }
   // The tail: parts that get no element add exactly +0 (every partial sum is >= +0).
   const __m256d lanes = _mm256_setr_pd(0, 1, 2, 3);
@@ -126,28 +128,40 @@ inline double sum_of_squared_deviations_floats(const float* values, int64_t n, d
   return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
 }
 
-// Eight advantages from eight floats (lanes of missing rewards give +0).
+// Eight advantages from eight floats; kMayMiss: lanes of missing rewards give +0 (a group
+// without missing rewards skips that test).
+template <bool kMayMiss = true>
 inline __m256 advantages_of(__m256 x, __m256d down, __m256d offset, __m256d factor) {
-  const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-  const __m256 finite = _mm256_cmp_ps(magnitude, _mm256_set1_ps(__builtin_inff()), _CMP_LT_OQ);
   const auto half = [&](__m128 part) {
     const __m256d a = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(_mm256_cvtps_pd(part), down), offset), factor);
     return _mm256_cvtpd_ps(_mm256_add_pd(a, _mm256_setzero_pd()));
   };
   const __m256 a = _mm256_set_m128(half(_mm256_extractf128_ps(x, 1)), half(_mm256_castps256_ps128(x)));
-  return _mm256_and_ps(a, finite);
+  if constexpr (!kMayMiss) return a;
+  const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  return _mm256_and_ps(a, _mm256_cmp_ps(magnitude, _mm256_set1_ps(__builtin_inff()), _CMP_LT_OQ));
 }
 
-inline void write_group_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out) {
+template <bool kMayMiss>
+inline void write_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out) {
   const __m256d down = _mm256_set1_pd(map.down);
   const __m256d offset = _mm256_set1_pd(map.offset);
   const __m256d factor = _mm256_set1_pd(map.factor);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, advantages_of(_mm256_loadu_ps(values + i), down, offset, factor));
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, advantages_of<kMayMiss>(_mm256_loadu_ps(values + i), down, offset, factor));
+  }
   if (i < n) {
     const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(out + i, live, advantages_of(_mm256_maskload_ps(values + i, live), down, offset, factor));
+    _mm256_maskstore_ps(out + i, live, advantages_of<kMayMiss>(_mm256_maskload_ps(values + i, live), down, offset, factor));
   }
+}
+
+// all_finite: the caller knows the group has no missing reward.
+inline void write_group_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out,
+                                          bool all_finite = false) {
+  if (all_finite) return write_advantages_floats<false>(values, n, map, out);
+  return write_advantages_floats<true>(values, n, map, out);
 }
 
 // The vector type of small_groups.inc's lanes: four doubles, compares as all-ones lanes.
@@ -292,9 +306,9 @@ struct Scans {
     avx2::small_groups_advantages(values, first, size, count, max_size, p, out);
   }
   template <class T>
-  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {
+  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out, bool all_finite) {
     if constexpr (std::is_same_v<T, float>) {
-      if (n >= kVectorPassMin) return write_group_advantages_floats(values, n, map, out);
+      if (n >= kVectorPassMin) return write_group_advantages_floats(values, n, map, out, all_finite);
     }
     return cpu::write_group_advantages(values, n, map, out);
   }

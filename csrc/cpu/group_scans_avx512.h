@@ -120,28 +120,41 @@ inline double sum_of_squared_deviations_floats(const float* values, int64_t n, d
   return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
 }
 
-// Sixteen advantages from sixteen floats (lanes of missing rewards give +0).
+// Sixteen advantages from sixteen floats; kMayMiss: lanes of missing rewards give +0 (a group
+// without missing rewards skips that test).
+template <bool kMayMiss = true>
 inline __m512 advantages_of(__m512 x, __m512d down, __m512d offset, __m512d factor) {
-  const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(__builtin_inff()), _CMP_LT_OQ);
   const auto half = [&](__m512d r) {
     const __m512d a = _mm512_mul_pd(_mm512_sub_pd(_mm512_mul_pd(r, down), offset), factor);
     return _mm512_cvtpd_ps(_mm512_add_pd(a, _mm512_setzero_pd()));
   };
-  const __m512d both = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(half(low_doubles(x)))),
-                                          _mm256_castps_pd(half(high_doubles(x))), 1);
-  return _mm512_maskz_mov_ps(finite, _mm512_castpd_ps(both));
+  const __m512 a = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(half(low_doubles(x)))),
+                                                       _mm256_castps_pd(half(high_doubles(x))), 1));
+  if constexpr (!kMayMiss) return a;
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(__builtin_inff()), _CMP_LT_OQ), a);
 }
 
-inline void write_group_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out) {
+template <bool kMayMiss>
+inline void write_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out) {
   const __m512d down = _mm512_set1_pd(map.down);
   const __m512d offset = _mm512_set1_pd(map.offset);
   const __m512d factor = _mm512_set1_pd(map.factor);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, advantages_of(_mm512_loadu_ps(values + i), down, offset, factor));
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, advantages_of<kMayMiss>(_mm512_loadu_ps(values + i), down, offset, factor));
+  }
   if (i < n) {
     const __mmask16 live = first_lanes(n - i);
-    _mm512_mask_storeu_ps(out + i, live, advantages_of(_mm512_maskz_loadu_ps(live, values + i), down, offset, factor));
+    _mm512_mask_storeu_ps(out + i, live,
+                          advantages_of<kMayMiss>(_mm512_maskz_loadu_ps(live, values + i), down, offset, factor));
   }
+}
+
+// all_finite: the caller knows the group has no missing reward.
+inline void write_group_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out,
+                                          bool all_finite = false) {
+  if (all_finite) return write_advantages_floats<false>(values, n, map, out);
+  return write_advantages_floats<true>(values, n, map, out);
 }
 
 // The vector type of small_groups.inc's lanes: eight doubles, mask registers for compares.
@@ -269,9 +282,9 @@ struct Scans {
     avx512::small_groups_advantages(values, first, size, count, max_size, p, out);
   }
   template <class T>
-  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out) {
+  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out, bool all_finite) {
     if constexpr (std::is_same_v<T, float>) {
-      if (n >= kVectorPassMin) return write_group_advantages_floats(values, n, map, out);
+      if (n >= kVectorPassMin) return write_group_advantages_floats(values, n, map, out, all_finite);
     }
     return cpu::write_group_advantages(values, n, map, out);
   }

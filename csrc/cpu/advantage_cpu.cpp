@@ -1,9 +1,10 @@
 // CPU kernels of the gapo ops.
 //
 // Work is split over groups with torch's parallel_for (the stable-ABI wrapper of
-// at::parallel_for), in tasks of about kRewardsPerTask rewards so that small batches run on
-// the calling thread and large ones use every thread. Each task owns one scratch buffer that
-// grows to the largest group it meets: nothing is allocated per group. A group is gathered
+// at::parallel_for): one worker per thread, each taking chunks of groups from a shared counter,
+// so that small batches run on the calling thread, large ones use every thread, and a late
+// thread does not hold the rest back. Each worker owns its scratch buffers, grown to the
+// largest group it meets: nothing is allocated per group. A group is gathered
 // into the buffer without its missing rewards, sorted (sort_keys.h picks the method by size),
 // and handed to the shared per-group logic in gapo/group_logic.h.
 //
@@ -16,6 +17,7 @@
 #include <torch/headeronly/util/Half.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <limits>
@@ -41,9 +43,9 @@ namespace {
 
 using torch::stable::Tensor;
 
-// Rewards per parallel task: below this a batch runs on the calling thread, where waking the
-// pool would cost more than the work. Measured on 2 cores: a 512 x 16 batch (~28 us on one
-// thread) takes ~16 us split in two tasks, so even trainer-sized batches use the pool.
+// The smallest chunk of work, in rewards: a batch of at most this runs on the calling thread,
+// where waking the pool would cost more than the work. Measured on 2 cores: a 512 x 16 batch
+// (~28 us on one thread) takes ~16 us split in two, so even trainer-sized batches use the pool.
 constexpr int64_t kRewardsPerTask = 4096;
 
 // Keys are sorted as float for 16- and 32-bit rewards (4-byte compares, no precision lost:
@@ -106,7 +108,16 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
   const CpuIsa isa = active_cpu_isa();
   const int64_t num_rewards = offsets[num_groups];
   const int64_t mean_group = std::max<int64_t>(1, num_rewards / std::max<int64_t>(1, num_groups));
-  const int64_t grain = std::max<int64_t>(1, kRewardsPerTask / mean_group);
+  // Groups are dealt to the workers in chunks from a shared counter: a thread that runs late (a
+  // core busy with something else, as on a trainer's driver) takes fewer chunks instead of
+  // holding the op back by a fixed share. About 16 chunks per thread, of at least
+  // kRewardsPerTask rewards; a batch of at most kRewardsPerTask runs on the calling thread.
+  const int64_t threads = std::max<int64_t>(1, torch::stable::get_num_threads());
+  const int64_t chunk_rewards = std::clamp<int64_t>(num_rewards / (16 * threads), kRewardsPerTask, 65536);
+  const int64_t chunk_groups = std::max<int64_t>(1, chunk_rewards / mean_group);
+  const int64_t num_chunks = (num_groups + chunk_groups - 1) / chunk_groups;
+  const int64_t workers = num_rewards <= kRewardsPerTask ? 1 : std::min(threads, num_chunks);
+  std::atomic<int64_t> next_chunk{0};
   // Tiny groups are summarised with n as a constant, so the per-group logic inlined into each
   // call is specialised to its size (its loops unrolled, its sums fixed-length): at a few keys
   // per group that logic, not the sort, is most of the work.
@@ -122,8 +133,8 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
         return summarize(sorted, n);
     }
   };
-  torch::stable::parallel_for(0, num_groups, grain, [&](int64_t group_begin, int64_t group_end) {
-    // This task's scratch (one buffer per group of a pair), grown only when a larger group
+  const auto work = [&] {
+    // This worker's scratch (one buffer per group of a pair), grown only when a larger group
     // arrives (never below the largest register sort, so small groups never resize it).
     std::vector<K> keys[2] = {std::vector<K>(kRegisterSortMax), std::vector<K>(kRegisterSortMax)};
     SortScratch scratch;
@@ -159,22 +170,30 @@ void for_each_sorted_group(const T* values, int64_t stride, const Index* offsets
     };
     int64_t held = -1;  // a sorted group waiting for a partner, in keys[0]
     int64_t held_n = 0;
-    for (int64_t g = group_begin; g < group_end; ++g) {
-      if (small_groups.take(g)) continue;
-      if (held < 0) {
-        held = g;
-        held_n = sort_group(g, 0);
-        continue;
+    for (int64_t chunk = next_chunk.fetch_add(1, std::memory_order_relaxed); chunk < num_chunks;
+         chunk = next_chunk.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t group_end = std::min(num_groups, (chunk + 1) * chunk_groups);
+      for (int64_t g = chunk * chunk_groups; g < group_end; ++g) {
+        if (small_groups.take(g)) continue;
+        if (held < 0) {
+          held = g;
+          held_n = sort_group(g, 0);
+          continue;
+        }
+        const int64_t n = sort_group(g, 1);
+        const auto held_summary = summarize_sorted(keys[0].data(), held_n);
+        const auto summary = summarize_sorted(keys[1].data(), n);
+        emit_group(held, 0, held_n, held_summary);
+        emit_group(g, 1, n, summary);
+        held = -1;
       }
-      const int64_t n = sort_group(g, 1);
-      const auto held_summary = summarize_sorted(keys[0].data(), held_n);
-      const auto summary = summarize_sorted(keys[1].data(), n);
-      emit_group(held, 0, held_n, held_summary);
-      emit_group(g, 1, n, summary);
-      held = -1;
     }
     if (held >= 0) emit_group(held, 0, held_n, summarize_sorted(keys[0].data(), held_n));
     small_groups.flush();
+  };
+  if (workers == 1) return work();
+  torch::stable::parallel_for(0, workers, 1, [&](int64_t first_worker, int64_t end_worker) {
+    for (int64_t w = first_worker; w < end_worker; ++w) work();
   });
 }
 

@@ -94,6 +94,8 @@ struct V {
     return std::popcount(below);
   }
   static constexpr int64_t kQuicksortLeafMax = 128;
+  // Leaves above this and up to 64 keys are padded to 64 for sort_64_in_columns (sort_network.inc).
+  static constexpr int64_t kColumnLeafMin = 32;
   static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
   template <int J>
@@ -114,14 +116,20 @@ struct V {
     a = lo;
   }
   static void sort_columns_and_transpose(Reg* v) {
-    // Each lane across the 8 registers: Knuth's 19-comparator network for 8 inputs.
+    sort_columns(v);
+    transpose(v);
+  }
+  // Each lane across the 8 registers: Knuth's 19-comparator network for 8 inputs.
+  [[gnu::always_inline]] static void sort_columns(Reg* v) {
     compare_exchange(v[0], v[2]), compare_exchange(v[1], v[3]), compare_exchange(v[4], v[6]), compare_exchange(v[5], v[7]);
     compare_exchange(v[0], v[4]), compare_exchange(v[1], v[5]), compare_exchange(v[2], v[6]), compare_exchange(v[3], v[7]);
     compare_exchange(v[0], v[1]), compare_exchange(v[2], v[3]), compare_exchange(v[4], v[5]), compare_exchange(v[6], v[7]);
     compare_exchange(v[2], v[4]), compare_exchange(v[3], v[5]);
     compare_exchange(v[1], v[4]), compare_exchange(v[3], v[6]);
     compare_exchange(v[1], v[2]), compare_exchange(v[3], v[4]), compare_exchange(v[5], v[6]);
-    // Transpose: register c takes lane c of every register, now a sorted column.
+  }
+  // Register c takes lane c of every register.
+  [[gnu::always_inline]] static void transpose(Reg* v) {
     const Reg t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
     const Reg t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
     const Reg t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
@@ -145,6 +153,7 @@ struct V {
 #define GAPO_SORT_STAGE_INLINE [[gnu::always_inline]] inline
 #include "cpu/sort_network.inc"
 #undef GAPO_SORT_STAGE_INLINE
+
 #include "cpu/sort_partition.inc"
 
 }  // namespace gapo::cpu::avx2

@@ -11,10 +11,13 @@
 //             961..1024      (these sizes nearly fill the power of two they pad to)
 //             other <= 65536 quicksort (sort_partition.inc): compress partitions around a
 //                            sampled median, ranges of <= 256 sorted by the network
-//   AVX2:     <= 128         the network over as many ymm as the keys fill
+//   AVX2:     <= 32          the network over as many ymm as the keys fill
+//             33..64         64 keys (+inf padding) sorted in column form (sort_network.inc:
+//                            half its merge stages are min/max across registers, no shuffle)
+//             65..128        the network over as many ymm as the keys fill
 //             193..256       the 32-ymm network
 //             other <= 65536 quicksort with lane-permutation partitions, ranges of <= 128
-//                            sorted by the network
+//                            sorted as above
 //   NEON:     <= 256         the network over the power-of-two register count that holds them
 //             <= 1024        blocks of 256 merged as on AVX-512
 //   scalar:   <= 256         the network on a 4-lane register emulated in plain C++

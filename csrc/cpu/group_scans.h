@@ -1,8 +1,8 @@
 // The CPU kernel's passes over one whole group: the window scan and the sum of squared
 // deviations (the Scans policy of group_stats_of_sorted, gapo/group_logic.h) and the write of
-// the advantages. Past a few dozen keys these passes, not the sort, decide the kernel's speed,
-// so each vector path (group_scans_avx2.h, group_scans_avx512.h) has its own versions; this
-// file holds the portable ones and the summation order they all keep.
+// the advantages. Past a few dozen keys these passes cost a third to a half of the sort's
+// time, so each vector path (group_scans_avx2.h, group_scans_avx512.h) has its own versions;
+// this file holds the portable ones and the summation order they all keep.
 //
 // Every CPU path computes the same bits:
 //   - the window scan returns the argmin of the widths under the tie rule (narrowest, then
@@ -23,9 +23,9 @@ namespace gapo::cpu {
 
 constexpr int kSumParts = 16;
 
-// Runs of groups of at most this many rewards run one group per SIMD lane and are written
-// position by position, each position with its group's map (small_groups.inc); larger groups
-// are written a whole vector of one map at a time.
+// A contiguous run of equal groups of at most this many rewards, run one group per SIMD lane
+// (small_groups.inc), is written position by position, each position with its group's map;
+// larger groups are written a whole vector of one map at a time.
 constexpr int64_t kPositionWriteMax = 7;
 
 // lane[s][i] = i / s: the group (lane) of position i in a run of kLanes groups of s rewards,

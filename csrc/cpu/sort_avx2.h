@@ -110,24 +110,6 @@ struct V {
     return _mm256_permute_ps(v, 0x1B);  // lanes 3 2 1 0 in each 128 bits
   }
   static constexpr int kColumnSortRegisters = 8;
-  static void compare_exchange(Reg& a, Reg& b) {
-    const Reg lo = _mm256_min_ps(a, b);
-    b = _mm256_max_ps(a, b);
-    a = lo;
-  }
-  static void sort_columns_and_transpose(Reg* v) {
-    sort_columns(v);
-    transpose(v);
-  }
-  // Each lane across the 8 registers: Knuth's 19-comparator network for 8 inputs.
-  [[gnu::always_inline]] static void sort_columns(Reg* v) {
-    compare_exchange(v[0], v[2]), compare_exchange(v[1], v[3]), compare_exchange(v[4], v[6]), compare_exchange(v[5], v[7]);
-    compare_exchange(v[0], v[4]), compare_exchange(v[1], v[5]), compare_exchange(v[2], v[6]), compare_exchange(v[3], v[7]);
-    compare_exchange(v[0], v[1]), compare_exchange(v[2], v[3]), compare_exchange(v[4], v[5]), compare_exchange(v[6], v[7]);
-    compare_exchange(v[2], v[4]), compare_exchange(v[3], v[5]);
-    compare_exchange(v[1], v[4]), compare_exchange(v[3], v[6]);
-    compare_exchange(v[1], v[2]), compare_exchange(v[3], v[4]), compare_exchange(v[5], v[6]);
-  }
   // Register c takes lane c of every register.
   [[gnu::always_inline]] static void transpose(Reg* v) {
     const Reg t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);

@@ -85,19 +85,7 @@ struct V {
     if constexpr (K == 8) return _mm512_permutexvar_ps(_mm512_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8), v);
   }
   static constexpr int kColumnSortRegisters = 8;
-  static void compare_exchange(Reg& a, Reg& b) {
-    const Reg lo = _mm512_min_ps(a, b);
-    b = _mm512_max_ps(a, b);
-    a = lo;
-  }
-  static void sort_columns_and_transpose(Reg* v) {
-    // Each lane across the 8 registers: Knuth's 19-comparator network for 8 inputs.
-    compare_exchange(v[0], v[2]), compare_exchange(v[1], v[3]), compare_exchange(v[4], v[6]), compare_exchange(v[5], v[7]);
-    compare_exchange(v[0], v[4]), compare_exchange(v[1], v[5]), compare_exchange(v[2], v[6]), compare_exchange(v[3], v[7]);
-    compare_exchange(v[0], v[1]), compare_exchange(v[2], v[3]), compare_exchange(v[4], v[5]), compare_exchange(v[6], v[7]);
-    compare_exchange(v[2], v[4]), compare_exchange(v[3], v[5]);
-    compare_exchange(v[1], v[4]), compare_exchange(v[3], v[6]);
-    compare_exchange(v[1], v[2]), compare_exchange(v[3], v[4]), compare_exchange(v[5], v[6]);
+  static void transpose(Reg* v) {
     // Transpose each 256-bit half: lane c of each half of register c takes lane c of that
     // half of every register, now a sorted column.
     const Reg t0 = _mm512_unpacklo_ps(v[0], v[1]), t1 = _mm512_unpackhi_ps(v[0], v[1]);

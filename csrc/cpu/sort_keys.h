@@ -119,6 +119,13 @@ inline void radix_sort_floats(float* keys, int64_t n, std::vector<uint32_t>& buf
   for (int64_t i = 0; i < n; ++i) keys[i] = radix_key_to_float(a[i]);
 }
 
+// One float key as the "register" of sort_network.inc's column network.
+struct ScalarKey {
+  using Reg = float;
+  static float min(float a, float b) { return std::min(a, b); }
+  static float max(float a, float b) { return std::max(a, b); }
+};
+
 // Fixed networks for groups of at most 8 keys, padded with +inf to 2, 4 or 8 (Knuth's
 // optimal 1-, 5- and 19-comparator networks). Each compare-exchange is a branch-free min/max,
 // so a batch of tiny groups runs at a few cycles per key.
@@ -145,12 +152,7 @@ inline void sort_tiny(const float* src, int64_t size, float* dst) {
     compare_exchange(k[1], k[2]);
   } else {
     static_assert(Width == 8);
-    compare_exchange(k[0], k[2]), compare_exchange(k[1], k[3]), compare_exchange(k[4], k[6]), compare_exchange(k[5], k[7]);
-    compare_exchange(k[0], k[4]), compare_exchange(k[1], k[5]), compare_exchange(k[2], k[6]), compare_exchange(k[3], k[7]);
-    compare_exchange(k[0], k[1]), compare_exchange(k[2], k[3]), compare_exchange(k[4], k[5]), compare_exchange(k[6], k[7]);
-    compare_exchange(k[2], k[4]), compare_exchange(k[3], k[5]);
-    compare_exchange(k[1], k[4]), compare_exchange(k[3], k[6]);
-    compare_exchange(k[1], k[2]), compare_exchange(k[3], k[4]), compare_exchange(k[5], k[6]);
+    portable::sort_columns<ScalarKey>(k);  // the 19-comparator network the vector paths run on columns
   }
   for (int i = 0; i < Width; ++i) dst[i] = k[i];
 }

@@ -49,7 +49,7 @@ struct V {
     return reverse(v);
   }
   static constexpr int kColumnSortRegisters = 0;
-  static void sort_columns_and_transpose(Reg*) {}
+  static void transpose(Reg*) {}
   static Reg reverse(Reg v) {
     const float32x4_t pairs_swapped = vrev64q_f32(v);  // 1 0 3 2
     return vextq_f32(pairs_swapped, pairs_swapped, 2);  // 3 2 1 0

@@ -48,7 +48,7 @@ struct V {
     return r;
   }
   static constexpr int kColumnSortRegisters = 0;
-  static void sort_columns_and_transpose(Reg*) {}
+  static void transpose(Reg*) {}
   static Reg reverse(Reg v) {
     Reg r;
     for (int i = 0; i < 4; ++i) r.lane[i] = v.lane[3 - i];

@@ -210,11 +210,11 @@ void with_group_scans(F&& f) {
 }
 
 // The per-task sink of small float32 groups (see write_advantages): one bin per padded width
-// 2, 4, ..., Scans::kLaneGroupMax, each run through the lanes when it holds kSmallGroupLanes.
+// 2, 4, ..., Scans::kSmallGroupMax, each run through the lanes when it holds kSmallGroupLanes.
 template <class Scans, class Index>
 struct SmallGroupBins {
   static constexpr int kLanes = Scans::kSmallGroupLanes;
-  static constexpr int kBins = std::bit_width(static_cast<uint64_t>(Scans::kLaneGroupMax)) - 1;  // widths 2^1..2^kBins
+  static constexpr int kBins = std::bit_width(static_cast<uint64_t>(Scans::kSmallGroupMax)) - 1;  // widths 2^1..2^kBins
   const float* values;
   const Index* offsets;
   const Params& params;
@@ -227,7 +227,7 @@ struct SmallGroupBins {
   bool take(int64_t g) {
     const int64_t group_first = offsets[g];
     const int64_t group_size = offsets[g + 1] - group_first;
-    if (!enabled || group_size > Scans::kLaneGroupMax) return false;
+    if (!enabled || group_size > Scans::kSmallGroupMax) return false;
     const int bin = group_size <= 2 ? 0 : std::bit_width(static_cast<uint64_t>(group_size - 1)) - 1;
     first[bin][count[bin]] = group_first;
     size[bin][count[bin]] = group_size;

@@ -280,39 +280,7 @@ constexpr int64_t kLaneGroupMax = 16;
 
 namespace gapo::cpu::avx2 {
 
-// The Scans policy of group_stats_of_sorted for a CPU with AVX2, and the advantage write:
-// float keys of large groups take the vector passes, everything else the portable ones.
-struct Scans {
-  template <class T>
-  static int64_t hdi_start(const T* sorted, int64_t n, int64_t k) {
-    if constexpr (std::is_same_v<T, float>) {
-      if (n - k + 1 >= kVectorWindowScanMin) return hdi_start_floats(sorted, n, k);
-    }
-    return PortableScans::hdi_start(sorted, n, k);
-  }
-  template <class T>
-  static double sum_of_squared_deviations(const T* values, int64_t n, double down, double center) {
-    if constexpr (std::is_same_v<T, float>) {
-      if (n >= kVectorPassMin) return sum_of_squared_deviations_floats(values, n, down, center);
-    }
-    return PortableScans::sum_of_squared_deviations(values, n, down, center);
-  }
-  // Advantages of count <= kLanes consecutive groups of at most kLaneGroupMax rewards, one per
-  // lane (small_groups.inc).
-  static constexpr int kSmallGroupLanes = D::kLanes;
-  static constexpr int64_t kLaneGroupMax = avx2::kLaneGroupMax;
-  static void small_groups_advantages(const float* values, const int64_t* first, const int64_t* size, int count,
-                                      int64_t max_size, const Params& p, float* out) {
-    avx2::small_groups_advantages(values, first, size, count, max_size, p, out);
-  }
-  template <class T>
-  static void write_group_advantages(const T* values, int64_t n, const AdvantageMap& map, T* out, bool all_finite) {
-    if constexpr (std::is_same_v<T, float>) {
-      if (n >= kVectorPassMin) return write_group_advantages_floats(values, n, map, out, all_finite);
-    }
-    return cpu::write_group_advantages(values, n, map, out);
-  }
-};
+#include "cpu/vector_scans.inc"
 
 }  // namespace gapo::cpu::avx2
 

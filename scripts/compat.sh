@@ -19,8 +19,9 @@
 # Downloads go through pip's cache (~/.cache/pip), so only the first run of an environment
 # downloads its torch; each venv is made anew (and removed when the next one is made). One
 # line per step and per environment; the full output is in build/logs/compat.log; the results,
-# one line per environment, in build/compat/results.txt. Exit status: non-zero when any
-# environment failed.
+# one line per environment, in build/compat/results.txt. An environment is not run, and says
+# so, when the disk has less than GAPO_COMPAT_MIN_FREE_GIB (default 10) GiB free. Exit status:
+# non-zero when any environment failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -62,6 +63,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#ENVS[@]} -gt 0 ]] || ENVS=("${MATRIX[@]}")
 
+MIN_FREE_GIB="${GAPO_COMPAT_MIN_FREE_GIB:-10}"
 WORK="${GAPO_COMPAT_WORK:-$ROOT/build/compat}"  # another folder lets two runs go side by side
 mkdir -p "$WORK"
 if [[ $FROM_SOURCE -eq 1 ]]; then
@@ -94,6 +96,16 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
   fi
   start=$SECONDS
   rm -rf "$WORK"/venv-*  # the last environment's venv stays until the next run, for a look
+  # A CUDA build of torch with its libraries takes about 6 GiB installed, and pip holds its
+  # downloads (about 2.5 GiB) at the same time: on a fuller disk the install would die half
+  # way with ENOSPC, so the environment is reported as not run instead, with the reason.
+  local free_gib
+  free_gib="$(df -Pk "$WORK" | awk 'NR == 2 { print int($4 / 1048576) }')"
+  if [[ "$free_gib" -lt "$MIN_FREE_GIB" ]]; then
+    say "$spec: NOT RUN: $free_gib GiB free under ${WORK#"$ROOT"/}, and an environment needs about $MIN_FREE_GIB GiB (GAPO_COMPAT_MIN_FREE_GIB); free some disk and run: scripts/compat.sh '$spec'"
+    echo "$spec|not run|NOT RUN: $free_gib GiB free, $MIN_FREE_GIB GiB needed" >>"$WORK/results.txt"
+    return 3
+  fi
   step "$spec: fresh venv, ${reqs[*]}" \
     pip_in_new_venv "$python" "$venv" "${reqs[@]}"
   run_dir="$WORK/run-$name"
@@ -161,12 +173,17 @@ pip_in_new_venv() {  # pip_in_new_venv PYTHON VENV REQ...: a fresh venv with tho
 
 : >"$WORK/results.txt"
 failed=0
+not_run=0
 for env in "${ENVS[@]}"; do
   # Each environment in a subshell with errexit on: a failed step ends that environment only.
   set +e
   (set -e; run_env "$env")
-  [[ $? -eq 0 ]] || failed=$((failed + 1))
+  case $? in
+    0) ;;
+    3) not_run=$((not_run + 1)) ;;  # too little disk: said above, neither passed nor failed
+    *) failed=$((failed + 1)) ;;
+  esac
   set -e
 done
-say "$((${#ENVS[@]} - failed)) of ${#ENVS[@]} environments passed (results: ${WORK#"$ROOT"/}/results.txt, log: ${GAPO_LOG#"$ROOT"/})"
+say "$((${#ENVS[@]} - failed - not_run)) of ${#ENVS[@]} environments passed, $failed failed, $not_run not run (results: ${WORK#"$ROOT"/}/results.txt, log: ${GAPO_LOG#"$ROOT"/})"
 [[ $failed -eq 0 ]]

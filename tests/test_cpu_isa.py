@@ -24,9 +24,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # Every size class of the sort (tiny networks, one register, every register count, the
-# merged blocks, the radix sort) and the sizes either side of each boundary.
-SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513,
-         1000, 2049, 4100]
+# merged blocks, AVX2's block sorts of 256, 512 and 1024 keys, the quicksort, the radix sort)
+# and the sizes either side of each boundary.
+SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 160, 161, 200, 255, 256, 257,
+         320, 321, 417, 511, 512, 513, 800, 801, 961, 1000, 1023, 1024, 1025, 2049, 4100]
 
 
 def _batch(seed: int, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:

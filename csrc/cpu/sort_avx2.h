@@ -94,6 +94,8 @@ struct V {
     return std::popcount(below);
   }
   static constexpr int64_t kQuicksortLeafMax = 128;
+  // Networks span at most 16 ymm; 256 keys are sorted as blocks (sort_network.inc).
+  static constexpr int kNetworkRegistersMax = 16;
   // Leaves above this and up to 64 keys are padded to 64 for sort_64_in_columns (sort_network.inc).
   static constexpr int64_t kColumnLeafMin = 32;
   static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }

@@ -5,7 +5,10 @@ mixes, on every CPU path the machine supports, against np.sort of the same padde
 section too. Each path runs in its own subprocess with GAPO_CPU_ISA set (the path is chosen
 when the library loads). In each, per workload: the raw op ``torch.ops.gapo.advantage`` is
 checked against the reference on a sample of groups, then it and ``np.sort`` of the NaN-padded
-[G, n] batch are timed round-robin (wall clock, min and median of the samples); the first path
+[G, n] batch are timed round-robin (wall clock, min and median of the samples). NumPy in that
+subprocess is held to the path's instruction sets (NPY_DISABLE_CPU_FEATURES: on the avx2 run,
+no AVX-512), because np.sort is the floor on a CPU that has that path and no more; the fastest
+np.sort of any path is printed beside it. The first path
 also times ``torch_padded`` (the pure-PyTorch backend) and a copy of the rewards, which do not
 depend on the path. Targets (benchmarks/targets.py) are printed PASS / FAIL with ratios and a
 PNG of time per reward against group size is drawn.
@@ -75,7 +78,8 @@ def worker(labels: list[str], threads: int, repeats: int, max_time: float, extra
         if extras:
             calls["torch_padded"] = lambda: gapo_kernels.advantage(rewards, offsets, tau=TAU, eps=EPS, backend="torch")
             calls["copy"] = rewards.clone
-        row = {"isa": isa, "label": label, "n": w.n, "groups": w.num_groups, "threads": threads}
+        row = {"isa": isa, "label": label, "n": w.n, "groups": w.num_groups, "threads": threads,
+               "numpy_simd": numpy_simd()}
         try:
             _check(w, calls["op"]().numpy())
         except AssertionError as exc:
@@ -98,11 +102,40 @@ def worker(labels: list[str], threads: int, repeats: int, max_time: float, extra
     return rows
 
 
+# NumPy's dispatch targets above each CPU path: a CPU that has only that path has none of them,
+# so its np.sort (x86-simd-sort, Highway's vqsort) runs without them. Names by prefix, for the
+# NumPy 1.x names (AVX512F, AVX512_SKX, ...) and the 2.4+ ones (X86_V4, AVX512_ICL, ...).
+NUMPY_TARGETS_ABOVE_PATH = {"avx2": ("AVX512", "X86_V4"), "neon": ("SVE",)}
+
+
+def numpy_targets_above(isa: str) -> list[str]:
+    """The dispatch targets of this NumPy that a CPU with only `isa` lacks (NPY_DISABLE_CPU_FEATURES)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__
+    prefixes = NUMPY_TARGETS_ABOVE_PATH.get(isa, ())
+    return [t for t in __cpu_dispatch__ if t.startswith(prefixes)] if prefixes else []
+
+
+def numpy_simd() -> str:
+    """NumPy's dispatch targets in use in this process (after NPY_DISABLE_CPU_FEATURES)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return " ".join(t for t in __cpu_dispatch__ if __cpu_features__.get(t)) or "baseline only"
+
+
 def run_paths(isas: list[str], labels: list[str], threads: int, repeats: int, max_time: float) -> list[dict]:
-    """One subprocess per path; the first one also times torch_padded and the copy."""
+    """One subprocess per path, with NumPy held to what a CPU with that path has (so np.sort is
+    the floor on that CPU); the first one also times torch_padded and the copy."""
     rows = []
     for i, isa in enumerate(isas):
         env = dict(os.environ, GAPO_CPU_ISA=isa)
+        disabled = numpy_targets_above(isa)
+        if disabled:
+            env["NPY_DISABLE_CPU_FEATURES"] = " ".join(disabled)
         cmd = [sys.executable, "-m", "benchmarks.group_sizes", "--worker", "--threads", str(threads),
                "--repeats", str(repeats), "--max-time", str(max_time), "--sizes", ",".join(labels)]
         if i == 0:
@@ -119,10 +152,16 @@ def run_paths(isas: list[str], labels: list[str], threads: int, repeats: int, ma
 def print_rows(rows: list[dict]) -> None:
     print(f"\n--- group-size sweep: N = {N:,} float32, raw op vs np.sort of the padded batch (min of samples; "
           "samples round-robin on a shared machine) ---")
+    print("np.sort runs with NumPy held to the path's instruction sets (what a CPU with only that path"
+          " runs); 'best np.sort' is the fastest np.sort this machine ran for that workload, on any path.")
     print(f"{'path':<8}{'workload':<22}{'op':>10}{'ns/reward':>11}{'np.sort':>10}{'np.sort/op':>12}"
-          f"{'torch_padded':>14}{'copy':>10}")
+          f"{'best np.sort/op':>17}{'torch_padded':>14}{'copy':>10}")
     from . import timing as T
 
+    best_sort: dict[str, float] = {}
+    for r in rows:
+        if r.get("status") == "ok":
+            best_sort[r["label"]] = min(r["numpy_sort"]["min_s"], best_sort.get(r["label"], float("inf")))
     for r in rows:
         if r.get("status") != "ok":
             print(f"{r['isa']:<8}{r['label']:<22}{r.get('status')}: {r.get('reason', '')[:200]}")
@@ -130,7 +169,10 @@ def print_rows(rows: list[dict]) -> None:
         op, ns = r["op"]["min_s"], r["op"]["min_s"] / r["n"] * 1e9
         extra = "".join(f"{T.fmt_time(r[k]['min_s']) if k in r else '-':>{w}}" for k, w in (("torch_padded", 14), ("copy", 10)))
         print(f"{r['isa']:<8}{r['label']:<22}{T.fmt_time(op):>10}{ns:>11.2f}{T.fmt_time(r['numpy_sort']['min_s']):>10}"
-              f"{r['numpy_sort']['min_s'] / op:>11.2f}x{extra}")
+              f"{r['numpy_sort']['min_s'] / op:>11.2f}x{best_sort[r['label']] / op:>16.2f}x{extra}")
+    for isa in dict.fromkeys(r["isa"] for r in rows if r.get("status") == "ok"):
+        simd = next(r["numpy_simd"] for r in rows if r["isa"] == isa and r.get("status") == "ok")
+        print(f"  NumPy's dispatch targets on the {isa} run: {simd}")
 
 
 def plot(rows: list[dict], path: str) -> str | None:
@@ -149,12 +191,10 @@ def plot(rows: list[dict], path: str) -> str | None:
         pts = [(int(r["label"]), r[name]["min_s"] / r["n"] * 1e9) for r in ok if name in r]
         if name != "numpy_sort":
             pts = pts[: len(GROUP_SIZES)]
-        else:  # np.sort does not depend on the path: its best sample over every path's run
-            best: dict[int, float] = {}
-            for size, ns in pts:
-                best[size] = min(ns, best.get(size, ns))
-            pts = sorted(best.items())
-        series[name] = pts
+            series[name] = pts
+        else:  # np.sort per path: NumPy runs with that path's instruction sets
+            for isa in dict.fromkeys(r["isa"] for r in ok):
+                series[f"np.sort ({isa})"] = [(int(r["label"]), r[name]["min_s"] / r["n"] * 1e9) for r in ok if r["isa"] == isa]
     for name, pts in series.items():
         style = dict(linewidth=2.0, marker="o") if name.startswith("op") else dict(linestyle="--", marker=".")
         pts = sorted(pts)

@@ -159,8 +159,10 @@ def group_size_targets(rows: list[dict]) -> list[dict]:
     """Verdicts of the group-size sweep: rows of benchmarks/group_sizes.py, one per (path, workload),
     for the vector paths (GROUP_SIZE_TARGET_PATHS).
 
-    Ratios use the minimum times of samples taken round-robin (op and np.sort alternate), the
-    figure least moved by other processes on a shared machine; medians are in the detail."""
+    np.sort is the one timed in the same subprocess, with NumPy held to that path's instruction
+    sets (what a CPU with only that path runs). Ratios use the minimum times of samples taken
+    round-robin (op and np.sort alternate), the figure least moved by other processes on a
+    shared machine; medians are in the detail."""
     out = []
     for r in rows:
         if r["isa"] not in GROUP_SIZE_TARGET_PATHS:
@@ -175,7 +177,8 @@ def group_size_targets(rows: list[dict]) -> list[dict]:
             f"gs_{r['isa']}_{r['label']}_vs_numpy_sort", f"{r['isa']} · {r['label']}: op no slower than np.sort (padded batch)",
             speedup, ">=", GROUP_SIZE_MIN_SPEEDUP_VS_NUMPY_SORT,
             f"np.sort / op = {speedup:.2f}x on min times ({T.fmt_time(npsort['min_s'])} / {T.fmt_time(op['min_s'])});"
-            f" medians {T.fmt_time(npsort['median_s'])} / {T.fmt_time(op['median_s'])}"))
+            f" medians {T.fmt_time(npsort['median_s'])} / {T.fmt_time(op['median_s'])};"
+            f" NumPy's targets: {r.get('numpy_simd', 'not recorded')}"))
         ns = op["min_s"] / r["n"] * 1e9
         out.append(verdict(
             f"gs_{r['isa']}_{r['label']}_ns_per_reward", f"{r['isa']} · {r['label']}: op <= {GROUP_SIZE_MAX_NS_PER_REWARD:g} ns per reward",

@@ -43,6 +43,16 @@ def test_group_size_sweep_smoke_run(tmp_path):
     for isa in paths:
         judged = f"{isa} · 4: op no slower than np.sort" in result.stdout
         assert judged == (isa != "scalar"), (isa, result.stdout[-2000:])
+    # np.sort on each path runs with NumPy held to what a CPU with only that path has: no
+    # AVX-512 target on the avx2 run, and NumPy's own choice on the avx512 run.
+    from benchmarks import group_sizes
+
+    in_use = {r["isa"]: set(r["numpy_simd"].split()) for r in rows}
+    if "avx2" in in_use:
+        assert not any(t.startswith(("AVX512", "X86_V4")) for t in in_use["avx2"]), in_use["avx2"]
+    if "avx512" in in_use:
+        assert in_use["avx512"] == set(group_sizes.numpy_simd().split()), in_use  # as in this process
+    assert group_sizes.numpy_targets_above("avx512") == [] and group_sizes.numpy_targets_above("scalar") == []
     help_text = subprocess.run([sys.executable, "-m", "benchmarks.group_sizes", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0 and "ragged_1-64_nan5%" in help_text.stdout, help_text.stderr[-2000:]

@@ -2,8 +2,9 @@
 # Proves the CPU kernel builds for ARM (aarch64, NEON path) on an x86 machine: cross-compiles
 # the sort self-test (scripts/sort_selftest.cpp, every path of the build against std::sort)
 # and the CPU kernel's translation unit against torch's headers with -march=armv8-a. The
-# self-test also runs when qemu-aarch64 is installed. Without a cross compiler, one is
-# installed with apt-get when this runs as root; otherwise a SKIPPED line and exit 0.
+# self-test runs under qemu-aarch64. Without a cross compiler or qemu-user, they are installed
+# with apt-get when this runs as root; without a compiler then, a SKIPPED line and exit 0
+# (without qemu, the self-test is compiled but not run, and says so).
 #
 #   scripts/check_aarch64_compile.sh [PYTHON]   PYTHON: the interpreter whose torch headers to use
 #                                              (default: python3 on PATH)
@@ -33,6 +34,13 @@ FLAGS=(-std=c++20 -O2 -march=armv8-a -ffp-contract=off -Wall -Wextra -Werror -I"
 
 echo "== aarch64: sort self-test ($("$CXX" --version | head -1))"
 "$CXX" "${FLAGS[@]}" -static "$ROOT/scripts/sort_selftest.cpp" -o "$OUT/sort_selftest"
+# The NEON sort runs only under emulation here: qemu-user is installed like the compiler.
+if ! command -v qemu-aarch64 >/dev/null 2>&1 && ! command -v qemu-aarch64-static >/dev/null 2>&1 &&
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "   installing qemu-user (apt-get; log in /tmp/gapo_apt_qemu.log)"
+  { apt-get update -q && apt-get install -y -q qemu-user; } >/tmp/gapo_apt_qemu.log 2>&1 ||
+    echo "   apt-get could not install qemu-user (see /tmp/gapo_apt_qemu.log)"
+fi
 if command -v qemu-aarch64 >/dev/null 2>&1; then
   qemu-aarch64 "$OUT/sort_selftest"
 elif command -v qemu-aarch64-static >/dev/null 2>&1; then

@@ -118,6 +118,26 @@ def numpy_targets_above(isa: str) -> list[str]:
     return [t for t in __cpu_dispatch__ if t.startswith(prefixes)] if prefixes else []
 
 
+def numpy_held_to(isa: str, env: dict) -> dict:
+    """A copy of the environment `env` with NumPy held to `isa`'s instruction sets.
+
+    NumPy refuses NPY_ENABLE_CPU_FEATURES and NPY_DISABLE_CPU_FEATURES together, so where the
+    user enables a list, the targets above the path leave that list instead (and where nothing
+    would be left, the list goes and the targets are disabled)."""
+    env = dict(env)
+    above = numpy_targets_above(isa)
+    if not above:
+        return env
+    enabled = env.pop("NPY_ENABLE_CPU_FEATURES", "").replace(",", " ").split()
+    kept = [t for t in enabled if t not in above]
+    if kept:
+        env["NPY_ENABLE_CPU_FEATURES"] = " ".join(kept)
+        return env
+    disabled = env.get("NPY_DISABLE_CPU_FEATURES", "").replace(",", " ").split()
+    env["NPY_DISABLE_CPU_FEATURES"] = " ".join(dict.fromkeys(disabled + above))
+    return env
+
+
 def numpy_simd() -> str:
     """NumPy's dispatch targets in use in this process (after NPY_DISABLE_CPU_FEATURES)."""
     try:
@@ -132,10 +152,7 @@ def run_paths(isas: list[str], labels: list[str], threads: int, repeats: int, ma
     the floor on that CPU); the first one also times torch_padded and the copy."""
     rows = []
     for i, isa in enumerate(isas):
-        env = dict(os.environ, GAPO_CPU_ISA=isa)
-        disabled = numpy_targets_above(isa)
-        if disabled:
-            env["NPY_DISABLE_CPU_FEATURES"] = " ".join(disabled)
+        env = numpy_held_to(isa, dict(os.environ, GAPO_CPU_ISA=isa))
         cmd = [sys.executable, "-m", "benchmarks.group_sizes", "--worker", "--threads", str(threads),
                "--repeats", str(repeats), "--max-time", str(max_time), "--sizes", ",".join(labels)]
         if i == 0:

@@ -53,6 +53,23 @@ def test_group_size_sweep_smoke_run(tmp_path):
     if "avx512" in in_use:
         assert in_use["avx512"] == set(group_sizes.numpy_simd().split()), in_use  # as in this process
     assert group_sizes.numpy_targets_above("avx512") == [] and group_sizes.numpy_targets_above("scalar") == []
+
+
+def test_group_size_sweep_holds_numpy_beside_the_users_settings(monkeypatch):
+    # A user's own NumPy settings are kept, and the two variables NumPy refuses together are
+    # never both set.
+    from benchmarks import group_sizes
+
+    monkeypatch.setattr(group_sizes, "numpy_targets_above", lambda isa: ["X86_V4", "AVX512_ICL"] if isa == "avx2" else [])
+    assert group_sizes.numpy_held_to("avx512", {"A": "1"}) == {"A": "1"}
+    assert group_sizes.numpy_held_to("avx2", {"A": "1"}) == {"A": "1", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL"}
+    assert group_sizes.numpy_held_to("avx2", {"NPY_DISABLE_CPU_FEATURES": "AVX512_ICL,X86_V3"}) == {
+        "NPY_DISABLE_CPU_FEATURES": "AVX512_ICL X86_V3 X86_V4"}
+    assert group_sizes.numpy_held_to("avx2", {"NPY_ENABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL"}) == {
+        "NPY_ENABLE_CPU_FEATURES": "X86_V3"}
+    # Enabling only targets above the path: an empty list would mean every target, so it goes.
+    assert group_sizes.numpy_held_to("avx2", {"NPY_ENABLE_CPU_FEATURES": "X86_V4"}) == {
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL"}
     help_text = subprocess.run([sys.executable, "-m", "benchmarks.group_sizes", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0 and "ragged_1-64_nan5%" in help_text.stdout, help_text.stderr[-2000:]

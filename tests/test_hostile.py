@@ -315,6 +315,47 @@ def test_ids_spanning_the_batch_are_grouped_right_on_many_threads():
         torch.set_num_threads(previous)
 
 
+ID_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint64]
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("id_dtype", ID_DTYPES)
+@pytest.mark.parametrize("stride", [1, 3])
+def test_ids_in_ascending_runs_give_the_offsets_ops_bits(dtype, id_dtype, stride):
+    # Ids in ascending runs (a trainer's repeated prompt index) are taken as offsets without
+    # grouping the rows; the advantages are the offsets op's, bit for bit, small groups (the
+    # SIMD lanes) and large (the per-group path) alike, with missing rewards and -0.0 among them.
+    rng = np.random.default_rng(11)
+    sizes = [1, 2, 3, 8, 8, 8, 5, 16, 0, 33, 200, 2, 8, 1000, 4, 4]
+    sizes = [s for s in sizes if s > 0]
+    values = np.concatenate([rng.normal(size=s) for s in sizes])
+    values[rng.random(len(values)) < 0.05] = np.nan
+    values[rng.random(len(values)) < 0.02] = -0.0
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]), dtype=torch.int64)
+    first_id = {torch.int8: -100, torch.int16: -300, torch.int32: -7, torch.int64: -2**40,
+                torch.uint64: 2**63 - 5}.get(id_dtype, 0)
+    labels = [first_id + 7 * g for g in range(len(sizes))] if id_dtype != torch.uint8 else list(range(len(sizes)))
+    ids_np = np.repeat(np.array(labels, dtype=np.uint64 if id_dtype == torch.uint64 else np.int64), sizes)
+    ids = (torch.from_numpy(ids_np.view(np.int64)).view(torch.uint64) if id_dtype == torch.uint64
+           else torch.from_numpy(ids_np).to(id_dtype))
+    rewards = strided_tensor(values, dtype, "cpu", stride)
+    want = torch.ops.gapo.advantage(rewards, offsets, 0.5, "hdi_median", "rms", 1e-6, None)
+    assert torch.equal(torch.ops.gapo.advantage_by_ids(rewards, ids, 0.5, "hdi_median", "rms", 1e-6), want)
+    # The same rows shuffled take the grouping path: each row keeps its advantage.
+    perm = torch.from_numpy(rng.permutation(len(values)))
+    shuffled = torch.ops.gapo.advantage_by_ids(rewards[perm].contiguous(), ids[perm], 0.5, "hdi_median", "rms", 1e-6)
+    assert torch.equal(shuffled, want[perm])
+
+
+@pytest.mark.parametrize("ids", [[3, 3, 1, 1, 2], [0, 0, 1, 0, 2], [5, 5, 5, 4], [1, 2, 1]])
+def test_ids_not_in_ascending_runs_are_grouped(ids):
+    # Descending runs, or an id that comes back after another: rows of one id in two runs must
+    # still form one group.
+    rewards = torch.tensor([0.5, -1.0, 2.0, 4.0, 8.0], dtype=torch.float64)[: len(ids)]
+    got = torch.ops.gapo.advantage_by_ids(rewards, torch.tensor(ids), 0.5, "mean", "rms", 1e-6)
+    assert_advantage_matches(got, rewards, group_ids=np.array(ids), baseline="mean")
+
+
 # --- the CUDA kernel bodies (host emulation) on the same hostile groups -------------------------
 from tests.test_cuda import LARGE_PATH, PLANNED_PATH, emulate, emulator  # noqa: E402, F401  (fixture)
 

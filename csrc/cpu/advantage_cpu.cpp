@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -245,15 +246,10 @@ struct SmallGroupBins {
   }
 };
 
-// The output row of position p for a batch in group order.
-struct Identity {
-  int64_t operator()(int64_t p) const { return p; }
-};
-
-// Advantages of every group; position p of the (group-ordered) values goes to out[out_row(p)].
-template <class T, class Index, class OutRow>
-void write_advantages(const T* values, int64_t stride, const Index* offsets, int64_t num_groups, OutRow out_row,
-                      const Params& params, T* out) {
+// Advantages of every group: out[p] for the reward at values[p * stride].
+template <class T, class Index>
+void write_advantages(const T* values, int64_t stride, const Index* offsets, int64_t num_groups, const Params& params,
+                      T* out) {
   with_group_scans([&](auto scans) {
     using Scans = decltype(scans);
     // Small float32 groups go to the vector path's lanes (small_groups.inc), binned by the
@@ -261,7 +257,7 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
     // as well as uniform ones, and no lane pads a pair to 32 keys. Larger groups go on to the
     // per-group sort in between; each task flushes its partial batches at its end.
     const auto make_small_groups = [&] {
-      if constexpr (Scans::kSmallGroupLanes > 0 && std::is_same_v<T, float> && std::is_same_v<OutRow, Identity>) {
+      if constexpr (Scans::kSmallGroupLanes > 0 && std::is_same_v<T, float>) {
         return SmallGroupBins<Scans, Index>{values, offsets, params, out, stride == 1};
       } else {
         return NoSmallGroups::Sink{};
@@ -275,11 +271,11 @@ void write_advantages(const T* values, int64_t stride, const Index* offsets, int
           return map;
         },
         [&](int64_t, int64_t first, int64_t last, const SortKey<T>*, int64_t n, const AdvantageMap& map) {
-          if (std::is_same_v<OutRow, Identity> && stride == 1) {
+          if (stride == 1) {
             Scans::write_group_advantages(values + first, last - first, map, out + first, n == last - first);
             return;
           }
-          for (int64_t p = first; p < last; ++p) out[out_row(p)] = static_cast<T>(advantage_of(values[p * stride], map));
+          for (int64_t p = first; p < last; ++p) out[p] = static_cast<T>(advantage_of(values[p * stride], map));
         },
         make_small_groups);
   });
@@ -345,7 +341,7 @@ Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets_arg, double ta
     check_offsets_values(off, num_groups, rewards.numel());
     dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
       using T = decltype(reward_tag);
-      write_advantages(rewards.const_data_ptr<T>(), rewards.stride(0), off, num_groups, Identity{}, params,
+      write_advantages(rewards.const_data_ptr<T>(), rewards.stride(0), off, num_groups, params,
                        out.mutable_data_ptr<T>());
     });
   });
@@ -571,21 +567,50 @@ RowGroups group_rows_of(const Tensor& ids, OnPlace on_place) {
   return groups;
 }
 
+// The offsets of ids whose groups are already contiguous runs in ascending id order (what a
+// trainer's repeated prompt index gives: 0 0 0 1 1 1 ...), or nothing: then each run is one
+// whole group, and the rows need no grouping.
+template <class Id>
+std::optional<std::vector<int64_t>> offsets_of_ascending_runs(const Id* ids, int64_t n) {
+  std::vector<int64_t> offsets{0};
+  for (int64_t i = 1; i < n; ++i) {
+    if (ids[i] == ids[i - 1]) continue;
+    if (id_key(ids[i]) < id_key(ids[i - 1])) return std::nullopt;  // an id may come back later
+    offsets.push_back(i);
+  }
+  if (n > 0) offsets.push_back(n);
+  return offsets;
+}
+
 Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids_arg, double tau, std::string_view baseline,
                             std::string_view scale, double eps) {
   check_rewards_and_group_ids(rewards, group_ids_arg);
   const Params params = make_params(tau, baseline, scale, eps);
   const Tensor group_ids = dense(group_ids_arg);
   Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
+  std::optional<std::vector<int64_t>> runs;
+  dispatch_id_type(group_ids.scalar_type(), [&](auto id_tag) {
+    using Id = decltype(id_tag);
+    runs = offsets_of_ascending_runs(group_ids.const_data_ptr<Id>(), group_ids.numel());
+  });
   dispatch_reward_type(rewards.scalar_type(), [&](auto reward_tag) {
     using T = decltype(reward_tag);
+    if (runs) {
+      write_advantages(rewards.const_data_ptr<T>(), rewards.stride(0), runs->data(),
+                       static_cast<int64_t>(runs->size()) - 1, params, out.mutable_data_ptr<T>());
+      return;
+    }
     // The grouping pass also copies each reward to its group's slot (sequential reads, scattered
-    // writes), so the kernel reads groups contiguously; only its output goes through the order,
-    // kept in 4-byte slots when the batch allows (half the traffic of int64).
+    // writes), so the kernel reads groups contiguously and writes them in group order, as the
+    // offsets op does (small float32 groups in SIMD lanes, vector writes); one more pass puts
+    // each advantage back on its row. The order is kept in 4-byte slots when the batch allows
+    // (half the traffic of int64).
     const T* values = rewards.const_data_ptr<T>();
     const int64_t stride = rewards.stride(0);
     const int64_t n = rewards.numel();
-    std::unique_ptr<T[]> grouped(new T[n]);  // every slot written by the grouping, so not zero-filled
+    // Every slot of both is written (by the grouping, by the kernel), so neither is zero-filled.
+    std::unique_ptr<T[]> grouped(new T[n]);
+    std::unique_ptr<T[]> grouped_advantages(new T[n]);
     const auto run = [&](auto slot_tag) {
       using Slot = decltype(slot_tag);
       std::unique_ptr<Slot[]> order(new Slot[n]);
@@ -593,10 +618,15 @@ Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids_arg, 
         order[slot] = static_cast<Slot>(row);
         grouped[slot] = values[row * stride];
       });
+      write_advantages(grouped.get(), 1, groups.offsets.data(), static_cast<int64_t>(groups.offsets.size()) - 1, params,
+                       grouped_advantages.get());
+      T* rows = out.mutable_data_ptr<T>();
       const Slot* order_of = order.get();
-      write_advantages(grouped.get(), 1, groups.offsets.data(), static_cast<int64_t>(groups.offsets.size()) - 1,
-                       [order_of](int64_t p) { return static_cast<int64_t>(order_of[p]); }, params,
-                       out.mutable_data_ptr<T>());
+      const T* advantages = grouped_advantages.get();
+      // order is a permutation, so the chunks write disjoint rows.
+      torch::stable::parallel_for(0, n, 4 * kRewardsPerTask, [&](int64_t begin, int64_t end) {
+        for (int64_t slot = begin; slot < end; ++slot) rows[order_of[slot]] = advantages[slot];
+      });
     };
     if (n <= std::numeric_limits<int32_t>::max()) {
       run(int32_t{});

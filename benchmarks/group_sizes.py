@@ -209,9 +209,14 @@ def plot(rows: list[dict], path: str) -> str | None:
         if name != "numpy_sort":
             pts = pts[: len(GROUP_SIZES)]
             series[name] = pts
-        else:  # np.sort per path: NumPy runs with that path's instruction sets
-            for isa in dict.fromkeys(r["isa"] for r in ok):
-                series[f"np.sort ({isa})"] = [(int(r["label"]), r[name]["min_s"] / r["n"] * 1e9) for r in ok if r["isa"] == isa]
+        else:  # one line per NumPy dispatch set used (runs with the same set: their best sample)
+            for simd in dict.fromkeys(r.get("numpy_simd", "") for r in ok):
+                best: dict[int, float] = {}
+                for r in ok:
+                    if r.get("numpy_simd", "") == simd:
+                        size, ns = int(r["label"]), r[name]["min_s"] / r["n"] * 1e9
+                        best[size] = min(ns, best.get(size, ns))
+                series[f"np.sort (NumPy targets: {simd or '?'})"] = sorted(best.items())
     for name, pts in series.items():
         style = dict(linewidth=2.0, marker="o") if name.startswith("op") else dict(linestyle="--", marker=".")
         pts = sorted(pts)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,3 +75,33 @@ def test_group_size_sweep_holds_numpy_beside_the_users_settings(monkeypatch):
     help_text = subprocess.run([sys.executable, "-m", "benchmarks.group_sizes", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0 and "ragged_1-64_nan5%" in help_text.stdout, help_text.stderr[-2000:]
+
+
+def test_group_size_plot_draws_one_np_sort_line_per_numpy_target_set(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from benchmarks import group_sizes
+
+    def row(isa, label, simd, op_s, sort_s):
+        return {"isa": isa, "label": label, "status": "ok", "n": 1 << 20, "threads": 2, "numpy_simd": simd,
+                "op": {"min_s": op_s}, "numpy_sort": {"min_s": sort_s}}
+
+    rows = [row("avx512", "4", "X86_V3 X86_V4", 1e-3, 4e-3), row("avx512", "64", "X86_V3 X86_V4", 8e-4, 9e-4),
+            row("avx2", "4", "X86_V3", 2e-3, 3e-3), row("avx2", "64", "X86_V3", 9e-4, 1e-3),
+            row("scalar", "4", "X86_V3 X86_V4", 3e-3, 5e-3), row("scalar", "64", "X86_V3 X86_V4", 3e-3, 8e-4)]
+    drawn = {}
+    import matplotlib.axes
+
+    original = matplotlib.axes.Axes.plot
+
+    def spy(self, xs, ys, *args, label=None, **kwargs):
+        drawn[label] = list(zip(xs, ys))
+        return original(self, xs, ys, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    path = group_sizes.plot(rows, str(tmp_path / "gs.png"))
+    assert path and (tmp_path / "gs.png").stat().st_size > 0
+    sorts = {k: v for k, v in drawn.items() if k.startswith("np.sort")}
+    # The avx512 and scalar runs share NumPy's targets: one line, their best sample per size.
+    assert sorted(sorts) == ["np.sort (NumPy targets: X86_V3 X86_V4)", "np.sort (NumPy targets: X86_V3)"]
+    assert sorts["np.sort (NumPy targets: X86_V3 X86_V4)"] == [(4, 4e-3 / (1 << 20) * 1e9), (64, 8e-4 / (1 << 20) * 1e9)]
+    assert {"op (avx512)", "op (avx2)", "op (scalar)"} <= set(drawn)

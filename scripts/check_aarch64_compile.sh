@@ -38,7 +38,7 @@ echo "== aarch64: sort self-test ($("$CXX" --version | head -1))"
 if ! command -v qemu-aarch64 >/dev/null 2>&1 && ! command -v qemu-aarch64-static >/dev/null 2>&1 &&
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "   installing qemu-user (apt-get; log in /tmp/gapo_apt_qemu.log)"
-  { apt-get update -q && apt-get install -y -q qemu-user; } >/tmp/gapo_apt_qemu.log 2>&1 ||
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user; } >/tmp/gapo_apt_qemu.log 2>&1 ||
     echo "   apt-get could not install qemu-user (see /tmp/gapo_apt_qemu.log)"
 fi
 if command -v qemu-aarch64 >/dev/null 2>&1; then

@@ -64,6 +64,10 @@ done
 [[ ${#ENVS[@]} -gt 0 ]] || ENVS=("${MATRIX[@]}")
 
 MIN_FREE_GIB="${GAPO_COMPAT_MIN_FREE_GIB:-10}"
+if ! [[ "$MIN_FREE_GIB" =~ ^[0-9]+$ ]]; then
+  echo "compat: GAPO_COMPAT_MIN_FREE_GIB must be a whole number of GiB, got '$MIN_FREE_GIB'" >&2
+  exit 2
+fi
 WORK="${GAPO_COMPAT_WORK:-$ROOT/build/compat}"  # another folder lets two runs go side by side
 mkdir -p "$WORK"
 if [[ $FROM_SOURCE -eq 1 ]]; then
@@ -99,12 +103,13 @@ run_env() {  # run_env PYTHON:REQ[:REQ...]; prints its summary line, returns non
   # A CUDA build of torch with its libraries takes about 6 GiB installed, and pip holds its
   # downloads (about 2.5 GiB) at the same time: on a fuller disk the install would die half
   # way with ENOSPC, so the environment is reported as not run instead, with the reason.
+  # (An unreadable free space counts as enough: the install then says what went wrong.)
   local free_gib
-  free_gib="$(df -Pk "$WORK" | awk 'NR == 2 { print int($4 / 1048576) }')"
-  if [[ "$free_gib" -lt "$MIN_FREE_GIB" ]]; then
+  free_gib="$(df -Pk "$WORK" 2>/dev/null | awk 'NR == 2 { print int($4 / 1048576) }' || true)"
+  if [[ "$free_gib" =~ ^[0-9]+$ && "$free_gib" -lt "$MIN_FREE_GIB" ]]; then
     say "$spec: NOT RUN: $free_gib GiB free under ${WORK#"$ROOT"/}, and an environment needs about $MIN_FREE_GIB GiB (GAPO_COMPAT_MIN_FREE_GIB); free some disk and run: scripts/compat.sh '$spec'"
     echo "$spec|not run|NOT RUN: $free_gib GiB free, $MIN_FREE_GIB GiB needed" >>"$WORK/results.txt"
-    return 3
+    return 0
   fi
   step "$spec: fresh venv, ${reqs[*]}" \
     pip_in_new_venv "$python" "$venv" "${reqs[@]}"
@@ -173,17 +178,14 @@ pip_in_new_venv() {  # pip_in_new_venv PYTHON VENV REQ...: a fresh venv with tho
 
 : >"$WORK/results.txt"
 failed=0
-not_run=0
 for env in "${ENVS[@]}"; do
   # Each environment in a subshell with errexit on: a failed step ends that environment only.
   set +e
   (set -e; run_env "$env")
-  case $? in
-    0) ;;
-    3) not_run=$((not_run + 1)) ;;  # too little disk: said above, neither passed nor failed
-    *) failed=$((failed + 1)) ;;
-  esac
+  [[ $? -eq 0 ]] || failed=$((failed + 1))
   set -e
 done
+# Too little disk: said above and recorded as "not run", neither passed nor failed.
+not_run="$(grep -c '|not run|' "$WORK/results.txt" || true)"
 say "$((${#ENVS[@]} - failed - not_run)) of ${#ENVS[@]} environments passed, $failed failed, $not_run not run (results: ${WORK#"$ROOT"/}/results.txt, log: ${GAPO_LOG#"$ROOT"/})"
 [[ $failed -eq 0 ]]

@@ -2,12 +2,13 @@
 // up to 1100, sizes up to 5000 and around every threshold of the size -> method table
 // (sort_keys.h), missing rewards, ties (two or three distinct values, all equal), a few levels
 // as the counting sort takes them (up to nine, the ninth at the end), signed zeros, ascending
-// and descending input. Built by scripts/check_aarch64_compile.sh
+// and descending input; the source must come back unchanged. Built by scripts/check_aarch64_compile.sh
 // for aarch64 (and run there under qemu-aarch64 when it is installed); builds natively too:
 //   g++ -O2 -std=c++20 -Icsrc scripts/sort_selftest.cpp -o /tmp/sort_selftest && /tmp/sort_selftest
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -55,8 +56,10 @@ int main() {
         }
         std::sort(want.begin(), want.end());
         std::vector<float> dst(std::max<int>(size, kTinyNetworkMax));
+        const std::vector<float> before = src;  // the rewards are the caller's: never written
         const int64_t n = sort_float_group(isa, src.data(), size, dst.data(), scratch);
-        bool ok = n == static_cast<int64_t>(want.size());
+        bool ok = n == static_cast<int64_t>(want.size()) &&
+                  std::memcmp(before.data(), src.data(), sizeof(float) * src.size()) == 0;
         for (int64_t i = 0; ok && i < n; ++i) ok = dst[i] == want[i] && !std::signbit(dst[i]) == !std::signbit(want[i]);
         ++checked;
         if (!ok && ++failures <= 5) std::printf("FAIL %s size %d trial %d\n", name.c_str(), size, trial);

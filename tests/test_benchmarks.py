@@ -55,6 +55,9 @@ def test_group_size_sweep_smoke_run(tmp_path):
     if "avx512" in in_use:
         assert in_use["avx512"] == set(group_sizes.numpy_simd().split()), in_use  # as in this process
     assert group_sizes.numpy_targets_above("avx512") == [] and group_sizes.numpy_targets_above("scalar") == []
+    help_text = subprocess.run([sys.executable, "-m", "benchmarks.group_sizes", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+    assert help_text.returncode == 0 and "ragged_1-64_nan5%" in help_text.stdout, help_text.stderr[-2000:]
 
 
 def test_group_size_sweep_holds_numpy_beside_the_users_settings(monkeypatch):
@@ -72,9 +75,6 @@ def test_group_size_sweep_holds_numpy_beside_the_users_settings(monkeypatch):
     # Enabling only targets above the path: an empty list would mean every target, so it goes.
     assert group_sizes.numpy_held_to("avx2", {"NPY_ENABLE_CPU_FEATURES": "X86_V4"}) == {
         "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL"}
-    help_text = subprocess.run([sys.executable, "-m", "benchmarks.group_sizes", "--help"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=120)
-    assert help_text.returncode == 0 and "ragged_1-64_nan5%" in help_text.stdout, help_text.stderr[-2000:]
 
 
 def test_group_size_plot_draws_one_np_sort_line_per_numpy_target_set(tmp_path, monkeypatch):

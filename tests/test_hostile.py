@@ -341,10 +341,11 @@ def test_ids_in_ascending_runs_give_the_offsets_ops_bits(dtype, id_dtype, stride
     rewards = strided_tensor(values, dtype, "cpu", stride)
     want = torch.ops.gapo.advantage(rewards, offsets, 0.5, "hdi_median", "rms", 1e-6, None)
     assert torch.equal(torch.ops.gapo.advantage_by_ids(rewards, ids, 0.5, "hdi_median", "rms", 1e-6), want)
-    # The same rows shuffled take the grouping path: each row keeps its advantage.
-    perm = torch.from_numpy(rng.permutation(len(values)))
-    shuffled = torch.ops.gapo.advantage_by_ids(rewards[perm].contiguous(), ids[perm], 0.5, "hdi_median", "rms", 1e-6)
-    assert torch.equal(shuffled, want[perm])
+    # The same rows shuffled (strided too) take the grouping path: each row keeps its advantage.
+    perm = rng.permutation(len(values))
+    shuffled_rewards = strided_tensor(values[perm], dtype, "cpu", stride)
+    shuffled = torch.ops.gapo.advantage_by_ids(shuffled_rewards, ids[torch.from_numpy(perm)], 0.5, "hdi_median", "rms", 1e-6)
+    assert torch.equal(shuffled, want[torch.from_numpy(perm)])
 
 
 @pytest.mark.parametrize("ids", [[3, 3, 1, 1, 2], [0, 0, 1, 0, 2], [5, 5, 5, 4], [1, 2, 1]])

@@ -16,7 +16,7 @@
 //                            half its merge stages are min/max across registers, no shuffle)
 //             65..128        the network over as many ymm as the keys fill
 //             161..256,      blocks of 64 in column form merged in memory up to 256, 512 or
-//             321..512,      1024 (sort_in_blocks: loops, where an unrolled network over more
+//             321..512,      1024 (sort_column_blocks: loops, where an unrolled network over more
 //             801..1024      than 16 ymm spills and overflows the micro-op cache)
 //             other <= 65536 quicksort with lane-permutation partitions, ranges of <= 128
 //                            sorted as above
@@ -56,13 +56,13 @@ constexpr int64_t kRegisterSortMax = 256;
 // network's O(N log^2 N), and the fully unrolled merges would cost build time.
 constexpr int64_t kBlockSortMax = 1024;
 
-// The width N of the AVX2 block sort (sort_in_blocks: blocks of 64 merged in memory) for a
-// group of `size` rewards, or 0 for the quicksort. The merges cost the same for every size up
+// The width N of the AVX2 column-block sort (sort_column_blocks: blocks of 64 merged in
+// memory) for a group of `size` rewards, or 0 for the quicksort. The merges cost the same for every size up
 // to N, the partitions cost per key, so blocks win from about 5/8 of N (13/16 of 1024).
 // Measured inside the op (1 thread, ns per reward): 176 keys 1.69 by blocks against 1.87
 // quicksorted, 160: 1.85 and 1.85, 352: 1.93 and 2.03, 512: 1.70 and 2.00, 800: 2.26 and
 // 2.24, 900: 2.16 and 2.30.
-inline int64_t avx2_block_sort_width(int64_t size) {
+inline int64_t avx2_column_blocks_width(int64_t size) {
   if (size <= 128) return 0;
   if (size <= 256) return size > 160 ? 256 : 0;
   if (size <= 512) return size > 320 ? 512 : 0;
@@ -198,8 +198,8 @@ inline void merge_sorted_halves(CpuIsa isa, float* keys) {
       return neon::merge_sorted_halves<N>(keys);
 #endif
     default:
-      // Not reached: the AVX2 path quicksorts above 256 keys and the scalar path radix-sorts;
-      // this only completes the switch.
+      // Not reached: the AVX2 path sorts above 256 keys by column blocks or quicksort, and the
+      // scalar path radix-sorts; this only completes the switch.
       return portable::merge_sorted_halves<N>(keys);
   }
 }
@@ -261,12 +261,17 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
     avx512::sort_leaf(src, size, dst);
   } else if (isa == CpuIsa::Avx2 && size <= avx2::V::kQuicksortLeafMax) {
     avx2::sort_leaf(src, size, dst);
-  } else if (isa == CpuIsa::Avx2 && avx2_block_sort_width(size) == 256) {
-    avx2::sort_in_blocks<256>(src, size, dst);
-  } else if (isa == CpuIsa::Avx2 && avx2_block_sort_width(size) == 512) {
-    avx2::sort_in_blocks<512>(src, size, dst);
-  } else if (isa == CpuIsa::Avx2 && avx2_block_sort_width(size) == 1024) {
-    avx2::sort_in_blocks<1024>(src, size, dst);
+  } else if (isa == CpuIsa::Avx2 && avx2_column_blocks_width(size) > 0) {
+    switch (avx2_column_blocks_width(size)) {
+      case 256:
+        avx2::sort_column_blocks<256>(src, size, dst);
+        break;
+      case 512:
+        avx2::sort_column_blocks<512>(src, size, dst);
+        break;
+      default:
+        avx2::sort_column_blocks<1024>(src, size, dst);
+    }
   } else if (isa == CpuIsa::Avx512 && size <= kBlockSortMax && fills_merge_blocks(size)) {
     if (scratch.merge.size() < size_t(kBlockSortMax)) scratch.merge.resize(kBlockSortMax);
     block_sort(isa, src, size, dst, scratch.merge.data());

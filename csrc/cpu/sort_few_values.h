@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 
 #include "cpu/cpu_isa.h"
@@ -86,6 +87,21 @@ inline bool too_many_values(__m512 x, __mmask16 finite) {
   return distinct > kFewValuesMax;
 }
 
+struct FewValuesLanes {
+  using Reg = __m512;
+  static unsigned equal(Reg x, Reg value, unsigned among) {
+    return _mm512_mask_cmp_ps_mask(static_cast<__mmask16>(among), x, value, _CMP_EQ_OQ);
+  }
+  static Reg broadcast(float v) { return _mm512_set1_ps(v); }
+  static float lane(Reg x, int i) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, x);
+    return lanes[i];
+  }
+};
+
+#include "cpu/few_values_count.inc"
+
 // Counts the keys of src[0, size) into few; false when they take more than kFewValuesMax values.
 inline bool count_few_values(const float* src, int64_t size, FewValues& few) {
   const __m512 inf = _mm512_set1_ps(__builtin_inff());
@@ -99,24 +115,8 @@ inline bool count_few_values(const float* src, int64_t size, FewValues& few) {
     const __mmask16 live = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
     const __m512 x = _mm512_maskz_loadu_ps(live, src + i);
     const __mmask16 finite = _mm512_mask_cmp_ps_mask(live, _mm512_abs_ps(x), inf, _CMP_LT_OQ);
-    few.missing += _mm_popcnt_u32(live & ~finite);
-    __mmask16 unmatched = finite;
-    for (int j = 0; j < few.distinct; ++j) {  // -0 == +0 here, as compares have it
-      const __mmask16 match = _mm512_mask_cmp_ps_mask(finite, x, seen[j], _CMP_EQ_OQ);
-      few.count[j] += _mm_popcnt_u32(match);
-      unmatched &= static_cast<__mmask16>(~match);
-    }
-    while (unmatched) {  // values not seen before: add each, count its lanes in this vector
-      const int lane = __builtin_ctz(unmatched);
-      alignas(64) float lanes[16];
-      _mm512_store_ps(lanes, x);
-      const int j = few.slot_of(lanes[lane] + 0.0f);
-      if (j < 0) return false;
-      seen[j] = _mm512_set1_ps(few.value[j]);
-      const __mmask16 match = _mm512_mask_cmp_ps_mask(unmatched, x, seen[j], _CMP_EQ_OQ);
-      few.count[j] += _mm_popcnt_u32(match);
-      unmatched &= static_cast<__mmask16>(~match);
-    }
+    few.missing += std::popcount(static_cast<unsigned>(live & ~finite));
+    if (!count_lanes(x, finite, seen, few)) return false;
   }
   return true;
 }
@@ -148,6 +148,21 @@ inline bool too_many_values(__m256 a, __m256 b, unsigned finite) {
   return distinct > kFewValuesMax;
 }
 
+struct FewValuesLanes {
+  using Reg = __m256;
+  static unsigned equal(Reg x, Reg value, unsigned among) {
+    return among & static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x, value, _CMP_EQ_OQ)));
+  }
+  static Reg broadcast(float v) { return _mm256_set1_ps(v); }
+  static float lane(Reg x, int i) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, x);
+    return lanes[i];
+  }
+};
+
+#include "cpu/few_values_count.inc"
+
 inline bool count_few_values(const float* src, int64_t size, FewValues& few) {
   const __m256 inf = _mm256_set1_ps(__builtin_inff());
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -173,24 +188,8 @@ inline bool count_few_values(const float* src, int64_t size, FewValues& few) {
     }
     const unsigned finite =
         live & static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, x), inf, _CMP_LT_OQ)));
-    few.missing += _mm_popcnt_u32(live & ~finite);
-    unsigned unmatched = finite;
-    for (int j = 0; j < few.distinct; ++j) {  // -0 == +0 here, as compares have it
-      const unsigned match = finite & static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x, seen[j], _CMP_EQ_OQ)));
-      few.count[j] += _mm_popcnt_u32(match);
-      unmatched &= ~match;
-    }
-    while (unmatched) {  // values not seen before: add each, count its lanes in this vector
-      const int lane = __builtin_ctz(unmatched);
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, x);
-      const int j = few.slot_of(lanes[lane] + 0.0f);
-      if (j < 0) return false;
-      seen[j] = _mm256_set1_ps(few.value[j]);
-      const unsigned match = unmatched & static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x, seen[j], _CMP_EQ_OQ)));
-      few.count[j] += _mm_popcnt_u32(match);
-      unmatched &= ~match;
-    }
+    few.missing += std::popcount(live & ~finite);
+    if (!count_lanes(x, finite, seen, few)) return false;
   }
   return true;
 }

@@ -156,3 +156,37 @@ def test_a_prebuilt_ops_library_needs_no_torch(backend, monkeypatch):
 
 def test_the_installed_torch_satisfies_the_check(backend):
     assert backend._torch_problem() is None
+
+
+def _compat(tmp_path, *args, min_free):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir(exist_ok=True)
+    (wheels / "gapo_kernels-0.1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"")  # never installed here
+    env = dict(os.environ, GAPO_COMPAT_WORK=str(tmp_path / "work"), GAPO_COMPAT_MIN_FREE_GIB=min_free)
+    return subprocess.run(["bash", "scripts/compat.sh", "--wheels", str(wheels), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _has_python(version: str) -> bool:
+    found = subprocess.run(["bash", "-c", f"source scripts/_find_python.sh && find_python {version}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    return bool(found.stdout.strip())
+
+
+@pytest.mark.skipif(not _has_python("3.11"), reason="scripts/_find_python.sh finds no CPython 3.11")
+def test_compat_reports_an_environment_the_disk_cannot_hold_as_not_run(tmp_path):
+    # More free disk than any machine has: the environment is not built (no pip, no ENOSPC half
+    # way through), and it is reported as not run, neither passed nor failed.
+    # (A requirement no index has: were the environment built, pip would fail at once.)
+    spec = "3.11:gapo-no-such-requirement==0"
+    result = _compat(tmp_path, spec, min_free="1000000000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NOT RUN" in result.stdout and "0 of 1 environments passed, 0 failed, 1 not run" in result.stdout
+    lines = (tmp_path / "work" / "results.txt").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{spec}|not run|NOT RUN:"), lines
+    assert not list((tmp_path / "work").glob("venv-*"))
+
+
+def test_compat_refuses_a_free_disk_bound_that_is_not_a_whole_number(tmp_path):
+    result = _compat(tmp_path, "3.11:torch==2.13.0", min_free="7.5")
+    assert result.returncode == 2 and "GAPO_COMPAT_MIN_FREE_GIB must be a whole number" in result.stderr

@@ -13,11 +13,12 @@
 //                            sampled median, ranges of <= 256 sorted by the network
 //   AVX2:     <= 32          the network over as many ymm as the keys fill
 //             33..64         64 keys (+inf padding) sorted in column form (sort_network.inc:
-//                            half its merge stages are min/max across registers, no shuffle)
-//             65..128        the network over as many ymm as the keys fill
-//             161..256,      blocks of 64 in column form merged in memory up to 256, 512 or
-//             321..512,      1024 (sort_column_blocks: loops, where an unrolled network over more
-//             801..1024      than 16 ymm spills and overflows the micro-op cache)
+//                            most merge stages are min/max across registers, no shuffle)
+//             65..96         the network over as many ymm as the keys fill
+//             97..128,       128, 256, 512 or 1024 keys (+inf padding) sorted in column form,
+//             161..256,      16 to 128 ymm kept in L1 and loaded a group at a time
+//             321..512,      (sort_in_columns; an unrolled network over more than 16 ymm
+//             641..1024      spills and overflows the micro-op cache)
 //             other <= 65536 quicksort with lane-permutation partitions, ranges of <= 128
 //                            sorted as above
 //   NEON:     <= 256         the network over the power-of-two register count that holds them
@@ -56,17 +57,17 @@ constexpr int64_t kRegisterSortMax = 256;
 // network's O(N log^2 N), and the fully unrolled merges would cost build time.
 constexpr int64_t kBlockSortMax = 1024;
 
-// The width N of the AVX2 column-block sort (sort_column_blocks: blocks of 64 merged in
-// memory) for a group of `size` rewards, or 0 for the quicksort. The merges cost the same for every size up
-// to N, the partitions cost per key, so blocks win from about 5/8 of N (13/16 of 1024).
-// Measured inside the op (1 thread, ns per reward): 176 keys 1.69 by blocks against 1.87
-// quicksorted, 160: 1.85 and 1.85, 352: 1.93 and 2.03, 512: 1.70 and 2.00, 800: 2.26 and
-// 2.24, 900: 2.16 and 2.30.
-inline int64_t avx2_column_blocks_width(int64_t size) {
+// The register count R of the AVX2 column sort (sort_in_columns: 8 R keys, the padding
+// included) for a group of `size` > 128 rewards, or 0 for the quicksort. The column sort
+// costs the same for every size up to 8 R, the partitions cost per key, so the column sort
+// wins from about 5/8 of 8 R. Measured (one thread, the sort alone, ns/key, columns against
+// quicksort): 160 keys 1.04 and 1.03, 176: 0.97 and 1.07; 320: 1.28 and 1.24, 352: 1.14 and
+// 1.26; 640: 1.50 and 1.45, 700: 1.38 and 1.48.
+inline int avx2_column_registers(int64_t size) {
   if (size <= 128) return 0;
-  if (size <= 256) return size > 160 ? 256 : 0;
-  if (size <= 512) return size > 320 ? 512 : 0;
-  if (size <= 1024) return size > 800 ? 1024 : 0;
+  if (size <= 256) return size > 160 ? 32 : 0;
+  if (size <= 512) return size > 320 ? 64 : 0;
+  if (size <= 1024) return size > 640 ? 128 : 0;
   return 0;
 }
 // The x86 paths' quicksort (sort_partition.inc) up to this size; the radix sort above it.
@@ -261,16 +262,19 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
     avx512::sort_leaf(src, size, dst);
   } else if (isa == CpuIsa::Avx2 && size <= avx2::V::kQuicksortLeafMax) {
     avx2::sort_leaf(src, size, dst);
-  } else if (isa == CpuIsa::Avx2 && avx2_column_blocks_width(size) > 0) {
-    switch (avx2_column_blocks_width(size)) {
-      case 256:
-        avx2::sort_column_blocks<256>(src, size, dst);
+  } else if (isa == CpuIsa::Avx2 && avx2_column_registers(size) > 0) {
+    switch (avx2_column_registers(size)) {
+      case 16:
+        avx2::sort_in_columns<16>(src, size, dst);
         break;
-      case 512:
-        avx2::sort_column_blocks<512>(src, size, dst);
+      case 32:
+        avx2::sort_in_columns<32>(src, size, dst);
+        break;
+      case 64:
+        avx2::sort_in_columns<64>(src, size, dst);
         break;
       default:
-        avx2::sort_column_blocks<1024>(src, size, dst);
+        avx2::sort_in_columns<128>(src, size, dst);
     }
   } else if (isa == CpuIsa::Avx512 && size <= kBlockSortMax && fills_merge_blocks(size)) {
     if (scratch.merge.size() < size_t(kBlockSortMax)) scratch.merge.resize(kBlockSortMax);

@@ -24,10 +24,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # Every size class of the sort (tiny networks, one register, every register count, the
-# merged blocks, AVX2's block sorts of 256, 512 and 1024 keys, the quicksort, the radix sort)
+# merged blocks, AVX2's column sorts of 128 to 1024 keys, the quicksort, the radix sort)
 # and the sizes either side of each boundary.
-SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 160, 161, 200, 255, 256, 257,
-         320, 321, 417, 511, 512, 513, 800, 801, 961, 1000, 1023, 1024, 1025, 2049, 4100]
+SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 97, 127, 128, 129, 160, 161, 200, 255, 256, 257,
+         320, 321, 417, 511, 512, 513, 640, 641, 800, 801, 961, 1000, 1023, 1024, 1025, 2049, 4100]
 
 
 def _batch(seed: int, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,6 +137,31 @@ def test_first_zero_width_window_wins(tau):
     assert_stats_match(stats, rewards, offsets, tau=tau)
     out = gapo_kernels.advantage(rewards, offsets, tau=tau, backend="cpu")
     assert_advantage_matches(out, rewards, offsets, tau=tau)
+
+
+def test_windows_equal_in_float_are_told_apart_in_double():
+    # Each window runs from a small reward (0 .. 7.875) to one near 2^24, where floats are 2
+    # apart: many widths round to one float but differ in double. The vector paths screen the
+    # windows by their float widths, and must still pick the narrowest in double (the lowest
+    # start among exact ties), as the reference does.
+    rng = np.random.default_rng(8)
+    parts, sizes = [], []
+    for size in [40, 64, 100, 256, 514, 1000] * 8:
+        small = rng.integers(0, 64, size=size // 2) / 8.0
+        large = 2.0**24 + 2.0 * rng.integers(0, 4, size=size - size // 2)
+        parts.append(rng.permutation(np.concatenate([small, large])))
+        sizes.append(size)
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+    rewards = torch.from_numpy(np.concatenate(parts)).float()
+    for size in sorted(set(sizes)):
+        tau = (size // 2 + 0.5) / size  # k = size // 2 + 1: every window has both kinds
+        group = [i for i, s in enumerate(sizes) if s == size]
+        sub_offsets = torch.tensor(np.concatenate([[0], np.cumsum([size] * len(group))]))
+        sub = torch.cat([rewards[int(offsets[i]):int(offsets[i + 1])] for i in group])
+        stats = gapo_kernels.group_stats(sub, sub_offsets, tau=tau, backend="cpu")
+        assert_stats_match(stats, sub, sub_offsets, tau=tau)
+        out = gapo_kernels.advantage(sub, sub_offsets, tau=tau, backend="cpu")
+        assert_advantage_matches(out, sub, sub_offsets, tau=tau)
 
 
 @pytest.mark.parametrize("levels", [1, 2, 3, 8, 9])

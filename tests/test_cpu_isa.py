@@ -26,7 +26,7 @@ ROOT = os.path.dirname(HERE)
 # Every size class of the sort (tiny networks, one register, every register count, the
 # merged blocks, AVX2's column sorts of 128 to 1024 keys, the quicksort, the radix sort)
 # and the sizes either side of each boundary.
-SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 97, 127, 128, 129, 160, 161, 200, 255, 256, 257,
+SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 84, 85, 127, 128, 129, 200, 255, 256, 257,
          320, 321, 417, 511, 512, 513, 640, 641, 800, 801, 961, 1000, 1023, 1024, 1025, 2049, 4100]
 
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -105,7 +106,7 @@ struct V {
   // Leaves above these are padded to 64 for sort_64_in_columns and to 128 for
   // sort_in_columns<16> (sort_network.inc, sort_partition.inc).
   static constexpr int64_t kColumnLeafMin = 32;
-  static constexpr int64_t kColumnLeaf128Min = 96;
+  static constexpr int64_t kColumnLeaf128Min = 84;
   static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
   template <int J>
@@ -142,20 +143,38 @@ struct V {
   }
 };
 
-// The keys of V as int32 whose signed order is the keys' float order (a negative float's
-// magnitude bits flipped), for the column sorts held in memory (sort_in_columns): those are
-// mostly min and max, and integer min/max issue on twice the ports of float min/max (4
-// against 2 ymm per cycle on Zen 4; 3 against 2 on Intel cores since Skylake). Three integer
-// steps map each register on load and back on store; the keys stored are V's, bit for bit.
-// AVX2, ns/key: 256 keys 0.66 against 0.70 on floats, 512: 0.73 against 0.83, 1024: 0.81
-// against 0.91; the 64-key column sort, held in registers, stays on floats (0.50 against 0.54).
+// The keys of V as int32 whose signed order is the keys' float order (a float's magnitude,
+// negated for a negative float), for the column sorts held in memory (sort_in_columns): those
+// are mostly min and max, and integer min/max issue on twice the ports of float min/max (4
+// against 2 ymm per cycle on Zen 4; 3 against 2 on Intel cores since Skylake). Four integer
+// steps map each register on load, three map it back on store; the keys stored are V's, bit
+// for bit.
+// AVX2, ns/key: 128 keys 0.53 against 0.60 on floats, 256: 0.57 against 0.67, 512: 0.71
+// against 0.84, 1024: 0.81 against 0.95; the 64-key column sort, held in registers, stays on
+// floats (0.50 against 0.54).
 struct IntKeys {
   using Reg = __m256i;
   static constexpr int kLanes = 8;
-  // Its own inverse: the sign bit, which selects the flip, is kept.
-  static Reg ordered(Reg bits) { return _mm256_xor_si256(bits, _mm256_srli_epi32(_mm256_srai_epi32(bits, 31), 1)); }
-  static Reg load(const float* src, int64_t first, int64_t count) { return ordered(_mm256_castps_si256(V::load(src, first, count))); }
-  static void store(float* dst, int64_t first, int64_t count, Reg v) { V::store(dst, first, count, _mm256_castsi256_ps(ordered(v))); }
+  static constexpr int32_t kMissingKey = 0x7f800000;  // +inf's bits
+  // The key of each lane of float bits: the magnitude, negated for a negative float (so -0 is
+  // 0, as +0 is), kMissingKey for NaN and +/-inf and for the `dead` lanes.
+  static Reg keys_of(Reg bits, Reg dead) {
+    const Reg magnitude = _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff));
+    const Reg missing = _mm256_or_si256(_mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(kMissingKey - 1)), dead);
+    return _mm256_blendv_epi8(_mm256_sign_epi32(magnitude, bits), _mm256_set1_epi32(kMissingKey), missing);
+  }
+  static Reg load(const float* src, int64_t first, int64_t count) {
+    const int64_t left = count - first;
+    if (left >= 8) return keys_of(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + first)), _mm256_setzero_si256());
+    if (left <= 0) return _mm256_set1_epi32(kMissingKey);
+    const __m256i live = V::live_lanes(left);
+    return keys_of(_mm256_castps_si256(_mm256_maskload_ps(src + first, live)), _mm256_xor_si256(live, _mm256_set1_epi32(-1)));
+  }
+  // V's key (float bits) of each key: the magnitude with the key's sign.
+  static void store(float* dst, int64_t first, int64_t count, Reg v) {
+    const Reg bits = _mm256_or_si256(_mm256_abs_epi32(v), _mm256_and_si256(v, _mm256_set1_epi32(INT32_MIN)));
+    V::store(dst, first, count, _mm256_castsi256_ps(bits));
+  }
   static Reg min(Reg a, Reg b) { return _mm256_min_epi32(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_epi32(a, b); }
   template <int J>

@@ -14,11 +14,11 @@
 //   AVX2:     <= 32          the network over as many ymm as the keys fill
 //             33..64         64 keys (+inf padding) sorted in column form (sort_network.inc:
 //                            most merge stages are min/max across registers, no shuffle)
-//             65..96         the network over as many ymm as the keys fill
-//             97..128,       128, 256, 512 or 1024 keys (+inf padding) sorted in column form,
-//             161..256,      16 to 128 ymm kept in L1 and loaded a group at a time
-//             321..512,      (sort_in_columns; an unrolled network over more than 16 ymm
-//             641..1024      spills and overflows the micro-op cache)
+//             65..84         the network over as many ymm as the keys fill
+//             85..256,       128, 256, 512 or 1024 keys (+inf padding) sorted in column form,
+//             321..512,      16 to 128 ymm kept in L1 and loaded a group at a time
+//             641..1024      (sort_in_columns; an unrolled network over more than 16 ymm
+//                            spills and overflows the micro-op cache)
 //             other <= 65536 quicksort with lane-permutation partitions, ranges of <= 128
 //                            sorted as above
 //   NEON:     <= 256         the network over the power-of-two register count that holds them
@@ -61,12 +61,12 @@ constexpr int64_t kBlockSortMax = 1024;
 // The register count R of the AVX2 column sort (sort_in_columns: 8 R keys, the padding
 // included) for a group of `size` > 128 rewards, or 0 for the quicksort. The column sort
 // costs the same for every size up to 8 R, the partitions cost per key, so the column sort
-// wins from about 5/8 of 8 R. Measured (one thread, the sort alone, ns/key, columns against
-// quicksort): 160 keys 1.04 and 1.03, 176: 0.97 and 1.07; 320: 1.28 and 1.24, 352: 1.14 and
-// 1.26; 640: 1.50 and 1.45, 700: 1.38 and 1.48.
+// wins from about 5/8 of 8 R (from just above 128 for R = 32). Measured (one thread, the sort
+// alone, ns/key, columns against quicksort): 129 keys 1.09 and 1.10, 140: 0.99 and 1.02; 300:
+// 1.17 and 1.11, 320: 1.10 and 1.11; 600: 1.35 and 1.25, 640: 1.27 and 1.26, 700: 1.18 and 1.31.
 inline int avx2_column_registers(int64_t size) {
   if (size <= 128) return 0;
-  if (size <= 256) return size > 160 ? 32 : 0;
+  if (size <= 256) return 32;
   if (size <= 512) return size > 320 ? 64 : 0;
   if (size <= 1024) return size > 640 ? 128 : 0;
   return 0;

@@ -106,7 +106,7 @@ struct V {
   // Leaves above these are padded to 64 for sort_64_in_columns and to 128 for
   // sort_in_columns<16> (sort_network.inc, sort_partition.inc).
   static constexpr int64_t kColumnLeafMin = 32;
-  static constexpr int64_t kColumnLeaf128Min = 84;
+  static constexpr int64_t kColumnSortLeafMin = 84;
   static Reg min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
   template <int J>
@@ -174,6 +174,11 @@ struct IntKeys {
   static void store(float* dst, int64_t first, int64_t count, Reg v) {
     const Reg bits = _mm256_or_si256(_mm256_abs_epi32(v), _mm256_and_si256(v, _mm256_set1_epi32(INT32_MIN)));
     V::store(dst, first, count, _mm256_castsi256_ps(bits));
+  }
+  // The 8 registers from `first` of a column form over R registers, transposed: register i
+  // holds the keys R i + first .. R i + first + 7.
+  static void store_transposed(float* dst, int R, int first, int64_t count, const Reg* v) {
+    for (int i = 0; i < 8; ++i) store(dst, int64_t(R) * i + first, count, v[i]);
   }
   static Reg min(Reg a, Reg b) { return _mm256_min_epi32(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_epi32(a, b); }

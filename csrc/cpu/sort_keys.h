@@ -4,13 +4,14 @@
 // number of keys before the first +inf. By group size:
 //   <= 4:            a fixed compare-exchange network in scalar registers (any CPU); up to 8
 //                    on the scalar path, one ymm on both x86 paths
-//   AVX-512:  <= 256         a sorting network over as many zmm as the keys fill
+//   AVX-512:  <= 144         a sorting network over as many zmm as the keys fill
 //                            (sort_network.inc: columns sorted across 8 registers and
 //                            transposed, then bitonic merges; padding registers skipped)
-//             417..512,      blocks of 256 sorted by the network, merged by its last stages
-//             961..1024      (these sizes nearly fill the power of two they pad to)
+//             145..512,      256, 512 or 1024 keys (+inf padding) sorted in column form,
+//             561..1024      16 to 64 zmm kept in L1 and loaded a group at a time
+//                            (sort_in_columns)
 //             other <= 65536 quicksort (sort_partition.inc): compress partitions around a
-//                            sampled median, ranges of <= 256 sorted by the network
+//                            sampled median, ranges of <= 256 sorted as above
 //   AVX2:     <= 32          the network over as many ymm as the keys fill
 //             33..64         64 keys (+inf padding) sorted in column form (sort_network.inc:
 //                            most merge stages are min/max across registers, no shuffle)
@@ -22,7 +23,7 @@
 //             other <= 65536 quicksort with lane-permutation partitions, ranges of <= 128
 //                            sorted as above
 //   NEON:     <= 256         the network over the power-of-two register count that holds them
-//             <= 1024        blocks of 256 merged as on AVX-512
+//             <= 1024        blocks of 256 sorted by the network, merged by its last stages
 //   scalar:   <= 256         the network on a 4-lane register emulated in plain C++
 //   larger:          LSD radix sort, 3 passes of 11 bits
 // On both x86 paths a group of at least kFewValuesMin rewards is first counted
@@ -58,17 +59,26 @@ constexpr int64_t kRegisterSortMax = 256;
 // network's O(N log^2 N), and the fully unrolled merges would cost build time.
 constexpr int64_t kBlockSortMax = 1024;
 
-// The register count R of the AVX2 column sort (sort_in_columns: 8 R keys, the padding
-// included) for a group of `size` > 128 rewards, or 0 for the quicksort. The column sort
-// costs the same for every size up to 8 R, the partitions cost per key, so the column sort
-// wins from about 5/8 of 8 R (from just above 128 for R = 32). Measured (one thread, the sort
-// alone, ns/key, columns against quicksort): 129 keys 1.09 and 1.10, 140: 0.99 and 1.02; 300:
-// 1.17 and 1.11, 320: 1.10 and 1.11; 600: 1.35 and 1.25, 640: 1.27 and 1.26, 700: 1.18 and 1.31.
-inline int avx2_column_registers(int64_t size) {
-  if (size <= 128) return 0;
-  if (size <= 256) return 32;
-  if (size <= 512) return size > 320 ? 64 : 0;
-  if (size <= 1024) return size > 640 ? 128 : 0;
+// The register count R of the column sort (sort_in_columns: R registers of 8 (AVX2) or 16
+// (AVX-512) keys, the padding included) for a group of `size` rewards above the quicksort's
+// leaves, or 0 for the quicksort. The column sort costs the same for every size up to its
+// width, the partitions cost per key, so the column sort wins from a little above half its
+// width. Measured (one thread, the sort alone, ns/key, columns against quicksort):
+//   AVX2:    129 keys 1.09 and 1.10, 140: 0.99 and 1.02; 300: 1.17 and 1.11, 320: 1.10 and
+//            1.11; 600: 1.35 and 1.25, 640: 1.27 and 1.26, 700: 1.18 and 1.31.
+//   AVX-512: 257 keys 0.82 and 0.95, 300: 0.68 and 0.87; 513: 1.02 and 0.94, 560: 0.93 and
+//            0.92, 600: 0.87 and 0.96.
+inline int column_registers(CpuIsa isa, int64_t size) {
+  if (isa == CpuIsa::Avx2) {
+    if (size <= 128) return 0;
+    if (size <= 256) return 32;
+    if (size <= 512) return size > 320 ? 64 : 0;
+    if (size <= 1024) return size > 640 ? 128 : 0;
+  } else if (isa == CpuIsa::Avx512) {
+    if (size <= 256) return 0;
+    if (size <= 512) return 32;
+    if (size <= 1024) return size > 560 ? 64 : 0;
+  }
   return 0;
 }
 // The x86 paths' quicksort (sort_partition.inc) up to this size; the radix sort above it.
@@ -79,13 +89,6 @@ constexpr int64_t kQuicksortMax = int64_t(1) << 16;
 constexpr int64_t kFewValuesMin = 512;
 
 static_assert(portable::kRegisterSortMax == kRegisterSortMax);
-
-// Whether the merge-based block sort, which always sorts 512 or 1024 keys, beats the
-// quicksort (measured on AVX-512, ns/key by blocks and by quicksort: 420 keys 0.89 and 0.92,
-// 512 keys 0.75 and 0.96, 900 keys 1.20 and 1.11, 1024 keys 1.01 and 1.10).
-inline bool fills_merge_blocks(int64_t size) {
-  return (size > 416 && size <= 512) || (size > 960 && size <= 1024);
-}
 
 // Order-preserving map of a float's bits to an unsigned key (negatives reversed below positives).
 inline uint32_t float_to_radix_key(float value) {
@@ -191,17 +194,13 @@ inline void sort_in_registers(CpuIsa isa, const float* src, int64_t size, float*
 template <int N>
 inline void merge_sorted_halves(CpuIsa isa, float* keys) {
   switch (isa) {
-#ifdef GAPO_CPU_ISA_X86
-    case CpuIsa::Avx512:
-      return avx512::merge_sorted_halves<N>(keys);
-#endif
 #ifdef GAPO_CPU_ISA_NEON
     case CpuIsa::Neon:
       return neon::merge_sorted_halves<N>(keys);
 #endif
     default:
-      // Not reached: the AVX2 path sorts above 256 keys by column blocks or quicksort, and the
-      // scalar path radix-sorts; this only completes the switch.
+      // Not reached on x86: both vector paths sort above 256 keys in column form or by
+      // quicksort, and the scalar path radix-sorts; this only completes the switch.
       return portable::merge_sorted_halves<N>(keys);
   }
 }
@@ -229,9 +228,9 @@ inline void block_sort(CpuIsa isa, const float* src, int64_t size, float* dst, f
   std::copy(buffer, buffer + size, dst);
 }
 
-// Storage aligned to a cache line: the block sort's merges load and store whole zmm registers
-// in its scratch, and on malloc's 16-byte alignment every one of them would span two lines
-// (AVX-512, 1024 keys: 1.52 ns/key against 0.93 aligned).
+// Storage aligned to a cache line: the quicksort's partitions and the block sort's merges load
+// and store whole registers in this scratch, and on malloc's 16-byte alignment every zmm access
+// spans two lines (AVX-512 block sort of 1024 keys: 1.52 ns/key against 1.02 aligned).
 template <class T>
 struct CacheLineAllocator {
   using value_type = T;
@@ -243,6 +242,21 @@ struct CacheLineAllocator {
   void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
   friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) { return true; }
 };
+
+#ifdef GAPO_CPU_ISA_X86
+// The column sort over `registers` registers (column_registers) on an x86 path.
+inline void sort_in_columns(CpuIsa isa, int registers, const float* src, int64_t size, float* dst) {
+  if (isa == CpuIsa::Avx512) {
+    if (registers == 16) return avx512::sort_in_columns<16>(src, size, dst);
+    if (registers == 32) return avx512::sort_in_columns<32>(src, size, dst);
+    return avx512::sort_in_columns<64>(src, size, dst);
+  }
+  if (registers == 16) return avx2::sort_in_columns<16>(src, size, dst);
+  if (registers == 32) return avx2::sort_in_columns<32>(src, size, dst);
+  if (registers == 64) return avx2::sort_in_columns<64>(src, size, dst);
+  return avx2::sort_in_columns<128>(src, size, dst);
+}
+#endif
 
 // Per-task scratch of the sorts that need more than the destination.
 struct SortScratch {
@@ -278,23 +292,8 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
     avx512::sort_leaf(src, size, dst);
   } else if (isa == CpuIsa::Avx2 && size <= avx2::V::kQuicksortLeafMax) {
     avx2::sort_leaf(src, size, dst);
-  } else if (isa == CpuIsa::Avx2 && avx2_column_registers(size) > 0) {
-    switch (avx2_column_registers(size)) {
-      case 16:
-        avx2::sort_in_columns<16>(src, size, dst);
-        break;
-      case 32:
-        avx2::sort_in_columns<32>(src, size, dst);
-        break;
-      case 64:
-        avx2::sort_in_columns<64>(src, size, dst);
-        break;
-      default:
-        avx2::sort_in_columns<128>(src, size, dst);
-    }
-  } else if (isa == CpuIsa::Avx512 && size <= kBlockSortMax && fills_merge_blocks(size)) {
-    if (scratch.merge.size() < size_t(kBlockSortMax)) scratch.merge.resize(kBlockSortMax);
-    block_sort(isa, src, size, dst, scratch.merge.data());
+  } else if (column_registers(isa, size) > 0) {
+    sort_in_columns(isa, column_registers(isa, size), src, size, dst);
   } else if ((isa == CpuIsa::Avx512 || isa == CpuIsa::Avx2) && size <= kQuicksortMax) {
     if (scratch.merge.size() < 2 * size_t(size)) scratch.merge.resize(2 * size_t(size));
     if (isa == CpuIsa::Avx512) {

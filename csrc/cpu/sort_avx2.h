@@ -103,7 +103,7 @@ struct V {
   static constexpr int64_t kQuicksortLeafMax = 128;
   // Networks span at most 16 ymm; 256 keys are sorted in column form (sort_network.inc).
   static constexpr int kNetworkRegistersMax = 16;
-  // Leaves above these are padded to 64 for sort_64_in_columns and to 128 for
+  // Leaves above these are padded to 64 for sort_8_registers_in_columns and to 128 for
   // sort_in_columns<16> (sort_network.inc, sort_partition.inc).
   static constexpr int64_t kColumnLeafMin = 32;
   static constexpr int64_t kColumnSortLeafMin = 84;
@@ -140,6 +140,11 @@ struct V {
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
     return _mm256_blend_ps(lo, hi, static_cast<int>(M));
+  }
+  // The 8 registers from `first` of a column form over R registers, transposed: register i
+  // holds the keys R i + first .. R i + first + 7.
+  static void store_transposed(float* dst, int R, int first, int64_t count, const Reg* v) {
+    for (int i = 0; i < 8; ++i) store(dst, int64_t(R) * i + first, count, v[i]);
   }
 };
 

@@ -76,8 +76,9 @@ struct V {
     return count_below;
   }
   static constexpr int64_t kQuicksortLeafMax = 256;
-  // Leaves above this are padded to 256 for sort_in_columns<16> (sort_network.inc,
-  // sort_partition.inc).
+  // Leaves above these are padded to 128 for sort_8_registers_in_columns and to 256 for
+  // sort_in_columns<16> (sort_network.inc, sort_partition.inc).
+  static constexpr int64_t kColumnLeafMin = 64;
   static constexpr int64_t kColumnSortLeafMin = 144;
   static Reg min(Reg a, Reg b) { return _mm512_min_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
@@ -117,6 +118,19 @@ struct V {
   static Reg reverse(Reg v) {
     return _mm512_permutexvar_ps(_mm512_setr_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), v);
   }
+  // The 8 registers from `first` of a column form over R >= 8 registers, transposed (transpose
+  // works on each 256-bit half): lanes 0..7 of register i hold the keys R i + first ..
+  // R i + first + 7, lanes 8..15 the keys R (i + 8) + first .. R (i + 8) + first + 7.
+  static void store_transposed(float* dst, int R, int first, int64_t count, const Reg* v) {
+    for (int i = 0; i < 8; ++i) {
+      const int64_t low = int64_t(R) * i + first;
+      const int64_t high = int64_t(R) * (i + 8) + first;  // >= 8 R >= 64: dst + high - 8 stays in dst
+      const __mmask16 low_lanes = static_cast<__mmask16>(live_lanes(low, count) & 0xFFu);
+      const __mmask16 high_lanes = static_cast<__mmask16>((live_lanes(high, count) & 0xFFu) << 8);
+      if (low_lanes) _mm512_mask_storeu_ps(dst + low, low_lanes, v[i]);
+      if (high_lanes) _mm512_mask_storeu_ps(dst + high - 8, high_lanes, v[i]);
+    }
+  }
   template <unsigned M>
   static Reg blend(Reg lo, Reg hi) {
     return _mm512_mask_blend_ps(static_cast<__mmask16>(M), lo, hi);
@@ -145,19 +159,10 @@ struct IntKeys {
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_abs_epi32(v), _mm512_and_si512(v, _mm512_set1_epi32(INT32_MIN))));
   }
   static void store(float* dst, int64_t first, int64_t count, Reg v) { V::store(dst, first, count, floats_of(v)); }
-  // The 8 registers from `first` of a column form over R registers, transposed (V::transpose
-  // works on each 256-bit half): lanes 0..7 of register i hold the keys R i + first ..
-  // R i + first + 7, lanes 8..15 the keys R (i + 8) + first .. R (i + 8) + first + 7.
   static void store_transposed(float* dst, int R, int first, int64_t count, const Reg* v) {
-    for (int i = 0; i < 8; ++i) {
-      const int64_t low = int64_t(R) * i + first;
-      const int64_t high = int64_t(R) * (i + 8) + first;  // >= 8 R > 8: dst + high - 8 stays in dst
-      const __m512 keys = floats_of(v[i]);
-      const __mmask16 low_lanes = static_cast<__mmask16>(V::live_lanes(low, count) & 0xFFu);
-      const __mmask16 high_lanes = static_cast<__mmask16>((V::live_lanes(high, count) & 0xFFu) << 8);
-      if (low_lanes) _mm512_mask_storeu_ps(dst + low, low_lanes, keys);
-      if (high_lanes) _mm512_mask_storeu_ps(dst + high - 8, high_lanes, keys);
-    }
+    __m512 keys[8];
+    for (int i = 0; i < 8; ++i) keys[i] = floats_of(v[i]);
+    V::store_transposed(dst, R, first, count, keys);
   }
   static Reg min(Reg a, Reg b) { return _mm512_min_epi32(a, b); }
   static Reg max(Reg a, Reg b) { return _mm512_max_epi32(a, b); }

@@ -4,9 +4,10 @@
 // number of keys before the first +inf. By group size:
 //   <= 4:            a fixed compare-exchange network in scalar registers (any CPU); up to 8
 //                    on the scalar path, one ymm on both x86 paths
-//   AVX-512:  <= 144         a sorting network over as many zmm as the keys fill
-//                            (sort_network.inc: columns sorted across 8 registers and
+//   AVX-512:  <= 64,         a sorting network over as many zmm as the keys fill
+//             129..144       (sort_network.inc: columns sorted across 8 registers and
 //                            transposed, then bitonic merges; padding registers skipped)
+//             65..128        128 keys (+inf padding) in column form in 8 zmm
 //             145..512,      256, 512 or 1024 keys (+inf padding) sorted in column form,
 //             561..1024      16 to 64 zmm kept in L1 and loaded a group at a time
 //                            (sort_in_columns)

@@ -44,12 +44,6 @@ namespace gapo::cpu::avx2 {
 // be inlined into baseline code, and costs about what the vector pass saves.
 constexpr int64_t kVectorWindowScanMin = 16;  // windows
 constexpr int64_t kVectorPassMin = 16;        // keys
-// From this many windows the scan runs on float widths (window_scan.inc), below it in one pass
-// over double lanes: a short scan's cost is its latency, and the float scan's two passes and
-// reduction between them measured slower there inside the op (AVX2, 1 thread, ns/reward: 64
-// keys 1.33 against 1.28, 40 keys 1.91 against 1.79) and faster above (256 keys: 1.10 against
-// 1.15 with double lanes).
-constexpr int64_t kFloatWindowScanMin = 64;
 
 // Lanes i < live of four floats (the rest 0.0f).
 inline __m128 load_floats(const float* src, int64_t live) {
@@ -75,7 +69,6 @@ struct FloatLanes {
   }
 };
 
-#include "cpu/window_scan.inc"
 
 inline int64_t hdi_start_double_lanes(const float* sorted, int64_t n, int64_t k) {
   const int64_t windows = n - k + 1;  // >= kVectorWindowScanMin >= 8
@@ -128,10 +121,7 @@ inline int64_t hdi_start_double_lanes(const float* sorted, int64_t n, int64_t k)
   return static_cast<int64_t>(_mm256_cvtsd_f64(first));
 }
 
-inline int64_t hdi_start_floats(const float* sorted, int64_t n, int64_t k) {
-  if (n - k + 1 < kFloatWindowScanMin) return hdi_start_double_lanes(sorted, n, k);
-  return hdi_start_by_float_widths<FloatLanes>(sorted, n, k);
-}
+#include "cpu/window_scan.inc"
 
 inline double sum_of_squared_deviations_floats(const float* values, int64_t n, double down, double center) {
   const __m256d scale_down = _mm256_set1_pd(down);

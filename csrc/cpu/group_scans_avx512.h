@@ -43,12 +43,6 @@ namespace gapo::cpu::avx512 {
 // be inlined into baseline code).
 constexpr int64_t kVectorWindowScanMin = 16;  // windows
 constexpr int64_t kVectorPassMin = 16;        // keys
-// From this many windows the scan runs on float widths (window_scan.inc), below it in one pass
-// over double lanes: a short scan's cost is its latency, and the float scan's two passes and
-// reduction between them measured slower there inside the op (AVX2, 1 thread, ns/reward: 64
-// keys 1.33 against 1.28, 40 keys 1.91 against 1.79) and faster above (256 keys: 1.10 against
-// 1.15 with double lanes).
-constexpr int64_t kFloatWindowScanMin = 64;
 
 inline __mmask16 first_lanes(int64_t live) {
   return live >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << live) - 1u);
@@ -73,7 +67,6 @@ struct FloatLanes {
   }
 };
 
-#include "cpu/window_scan.inc"
 
 inline int64_t hdi_start_double_lanes(const float* sorted, int64_t n, int64_t k) {
   const int64_t windows = n - k + 1;  // >= kVectorWindowScanMin >= 16
@@ -117,10 +110,7 @@ inline int64_t hdi_start_double_lanes(const float* sorted, int64_t n, int64_t k)
   return _mm512_mask_reduce_min_epi64(is_narrowest, lane_start);
 }
 
-inline int64_t hdi_start_floats(const float* sorted, int64_t n, int64_t k) {
-  if (n - k + 1 < kFloatWindowScanMin) return hdi_start_double_lanes(sorted, n, k);
-  return hdi_start_by_float_widths<FloatLanes>(sorted, n, k);
-}
+#include "cpu/window_scan.inc"
 
 inline double sum_of_squared_deviations_floats(const float* values, int64_t n, double down, double center) {
   const __m512d scale_down = _mm512_set1_pd(down);

@@ -245,14 +245,13 @@ struct CacheLineAllocator {
 };
 
 #ifdef GAPO_CPU_ISA_X86
-// The column sort over `registers` registers (column_registers) on an x86 path.
+// The column sort over `registers` registers (column_registers: 32, 64, or 128 on AVX2) on an
+// x86 path.
 inline void sort_in_columns(CpuIsa isa, int registers, const float* src, int64_t size, float* dst) {
   if (isa == CpuIsa::Avx512) {
-    if (registers == 16) return avx512::sort_in_columns<16>(src, size, dst);
     if (registers == 32) return avx512::sort_in_columns<32>(src, size, dst);
     return avx512::sort_in_columns<64>(src, size, dst);
   }
-  if (registers == 16) return avx2::sort_in_columns<16>(src, size, dst);
   if (registers == 32) return avx2::sort_in_columns<32>(src, size, dst);
   if (registers == 64) return avx2::sort_in_columns<64>(src, size, dst);
   return avx2::sort_in_columns<128>(src, size, dst);

@@ -108,14 +108,19 @@ def worker(labels: list[str], threads: int, repeats: int, max_time: float, extra
 NUMPY_TARGETS_ABOVE_PATH = {"avx2": ("AVX512", "X86_V4"), "neon": ("SVE",)}
 
 
+def _numpy_dispatch() -> tuple[list[str], dict[str, bool]]:
+    """This NumPy's dispatch targets and the CPU features it found (and was allowed to use)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return __cpu_dispatch__, __cpu_features__
+
+
 def numpy_targets_above(isa: str) -> list[str]:
     """The dispatch targets of this NumPy that a CPU with only `isa` lacks (NPY_DISABLE_CPU_FEATURES)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__
-    except ImportError:  # NumPy 1.x
-        from numpy.core._multiarray_umath import __cpu_dispatch__
     prefixes = NUMPY_TARGETS_ABOVE_PATH.get(isa, ())
-    return [t for t in __cpu_dispatch__ if t.startswith(prefixes)] if prefixes else []
+    return [t for t in _numpy_dispatch()[0] if t.startswith(prefixes)] if prefixes else []
 
 
 def numpy_held_to(isa: str, env: dict) -> dict:
@@ -140,11 +145,8 @@ def numpy_held_to(isa: str, env: dict) -> dict:
 
 def numpy_simd() -> str:
     """NumPy's dispatch targets in use in this process (after NPY_DISABLE_CPU_FEATURES)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    except ImportError:
-        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    return " ".join(t for t in __cpu_dispatch__ if __cpu_features__.get(t)) or "baseline only"
+    targets, features = _numpy_dispatch()
+    return " ".join(t for t in targets if features.get(t)) or "baseline only"
 
 
 def run_paths(isas: list[str], labels: list[str], threads: int, repeats: int, max_time: float) -> list[dict]:

@@ -105,6 +105,8 @@ def worker(labels: list[str], threads: int, repeats: int, max_time: float, extra
 # NumPy's dispatch targets above each CPU path: a CPU that has only that path has none of them,
 # so its np.sort (x86-simd-sort, Highway's vqsort) runs without them. Names by prefix, for the
 # NumPy 1.x names (AVX512F, AVX512_SKX, ...) and the 2.4+ ones (X86_V4, AVX512_ICL, ...).
+# They apply only where this machine runs a path above the one timed: where `neon` is the best
+# path (128-bit SVE: Grace, Graviton4), the CPU has SVE and its np.sort uses it.
 NUMPY_TARGETS_ABOVE_PATH = {"avx2": ("AVX512", "X86_V4"), "neon": ("SVE",)}
 
 
@@ -118,9 +120,15 @@ def _numpy_dispatch() -> tuple[list[str], dict[str, bool]]:
 
 
 def numpy_targets_above(isa: str) -> list[str]:
-    """The dispatch targets of this NumPy that a CPU with only `isa` lacks (NPY_DISABLE_CPU_FEATURES)."""
+    """The dispatch targets of this NumPy that a CPU with only `isa` lacks (NPY_DISABLE_CPU_FEATURES);
+    none where `isa` is this machine's best path."""
+    import gapo_kernels
+
+    supported = list(gapo_kernels.build_info().get("cpu_isas_supported") or [])
     prefixes = NUMPY_TARGETS_ABOVE_PATH.get(isa, ())
-    return [t for t in _numpy_dispatch()[0] if t.startswith(prefixes)] if prefixes else []
+    if not prefixes or isa not in supported or supported.index(isa) == 0:
+        return []
+    return [t for t in _numpy_dispatch()[0] if t.startswith(prefixes)]
 
 
 def numpy_held_to(isa: str, env: dict) -> dict:

@@ -39,7 +39,7 @@ GROUP_SIZE_MIN_SPEEDUP_VS_NUMPY_SORT = 1.0
 GROUP_SIZE_MAX_NS_PER_REWARD = 3.0
 # The CPU paths the group-size targets hold: the vector ones. The scalar path (portable code,
 # for CPUs with none of them) is measured and printed but not judged.
-GROUP_SIZE_TARGET_PATHS = ("avx512", "avx2", "neon")
+GROUP_SIZE_TARGET_PATHS = ("avx512", "avx2", "sve", "neon")
 
 
 def ratio(num: float | None, den: float | None) -> float | None:

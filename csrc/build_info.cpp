@@ -105,6 +105,7 @@ std::string describe_build() {
   info.add("compiler", compiler());
   info.add("cpu_isa", gapo::cpu::active_cpu_isa_name());  // the CPU kernel's sort path (GAPO_CPU_ISA caps it)
   info.add("cpu_isas_supported", gapo::cpu::supported_cpu_isa_names());
+  info.add("cpu_isas_compiled", gapo::cpu::compiled_cpu_isa_names());
 #ifdef GAPO_WITH_CUDA
   const CudaStatus cuda = probe_cuda();
   if (cuda.error.empty()) backends.push_back("cuda");

@@ -11,8 +11,10 @@ extern "C" {
 //   torch_version      the torch whose headers compiled the library (any torch >= 2.10 loads it)
 //   stable_abi_target  the oldest torch whose stable ABI the library uses
 //   compiler           the C++ compiler
-//   cpu_isa            the CPU kernel's sort path in use (avx512, avx2, neon, scalar); GAPO_CPU_ISA caps it
-//   cpu_isas_supported every path this library has that this CPU can run
+//   cpu_isa            the CPU kernel's sort path in use (avx512, avx2, sve, neon, scalar);
+//                      GAPO_CPU_ISA caps it
+//   cpu_isas_supported every path this library has that this CPU can run, best first
+//   cpu_isas_compiled  every path this library has, best first (what GAPO_CPU_ISA accepts)
 //   backends           the compiled backends that can run on this machine: "cpu", and "cuda"
 //                      when the CUDA kernels were built and the NVIDIA driver can run them
 //   cuda_archs         the CUDA targets compiled ("80-real,90-real,90-virtual": machine code for

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Proves the CPU kernel builds for ARM (aarch64, NEON path) on an x86 machine: cross-compiles
-# the sort self-test (scripts/sort_selftest.cpp, every path of the build against std::sort)
-# and the CPU kernel's translation unit against torch's headers with -march=armv8-a. The
-# self-test runs under qemu-aarch64. Without a cross compiler or qemu-user, they are installed
+# Proves the CPU kernel builds for ARM (aarch64: the SVE, NEON and portable paths) on an x86
+# machine: cross-compiles the sort self-test (scripts/sort_selftest.cpp, every path of the
+# build against std::sort) with the SVE units (csrc/cpu/sort_sve256.cpp, sort_sve512.cpp,
+# each at its vector length as CMakeLists.txt builds them) and the CPU kernel's translation
+# unit against torch's headers, with -march=armv8-a. The self-test runs under qemu-aarch64 at
+# SVE vector lengths of 128 bits (the sve path is not taken: NEON and portable run), 256 and
+# 512 (the sve path at each length, then NEON and portable). Without a cross compiler or qemu-user, they are installed
 # with apt-get when this runs as root; without a compiler then, a SKIPPED line and exit 0
 # (without qemu, the self-test is compiled but not run, and says so).
 #
@@ -30,10 +33,13 @@ fi
 
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
-FLAGS=(-std=c++20 -O2 -march=armv8-a -ffp-contract=off -Wall -Wextra -Werror -I"$ROOT/csrc")
+FLAGS=(-std=c++20 -O2 -march=armv8-a -ffp-contract=off -Wall -Wextra -Werror -I"$ROOT/csrc" -DGAPO_WITH_SVE=1)
 
 echo "== aarch64: sort self-test ($("$CXX" --version | head -1))"
-"$CXX" "${FLAGS[@]}" -static "$ROOT/scripts/sort_selftest.cpp" -o "$OUT/sort_selftest"
+for bits in 256 512; do
+  "$CXX" "${FLAGS[@]}" -msve-vector-bits=$bits -c "$ROOT/csrc/cpu/sort_sve$bits.cpp" -o "$OUT/sort_sve$bits.o"
+done
+"$CXX" "${FLAGS[@]}" -static "$ROOT/scripts/sort_selftest.cpp" "$OUT/sort_sve256.o" "$OUT/sort_sve512.o" -o "$OUT/sort_selftest"
 # The NEON sort runs only under emulation here: qemu-user is installed like the compiler.
 if ! command -v qemu-aarch64 >/dev/null 2>&1 && ! command -v qemu-aarch64-static >/dev/null 2>&1 &&
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -41,10 +47,12 @@ if ! command -v qemu-aarch64 >/dev/null 2>&1 && ! command -v qemu-aarch64-static
   { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user; } >/tmp/gapo_apt_qemu.log 2>&1 ||
     echo "   apt-get could not install qemu-user (see /tmp/gapo_apt_qemu.log)"
 fi
-if command -v qemu-aarch64 >/dev/null 2>&1; then
-  qemu-aarch64 "$OUT/sort_selftest"
-elif command -v qemu-aarch64-static >/dev/null 2>&1; then
-  qemu-aarch64-static "$OUT/sort_selftest"
+QEMU="$(command -v qemu-aarch64 || command -v qemu-aarch64-static || true)"
+if [ -n "$QEMU" ]; then
+  for bytes in 16 32 64; do
+    echo "   SVE vector length $((bytes * 8)) bits:"
+    "$QEMU" -cpu "max,sve-default-vector-length=$bytes" "$OUT/sort_selftest" | sed 's/^/     /'
+  done
 else
   echo "   compiled (not run: no qemu-aarch64 here)"
 fi
@@ -59,5 +67,6 @@ for dir in $TORCH_INCLUDES; do INCLUDES+=(-isystem "$dir"); done
 "$CXX" "${FLAGS[@]}" -Wno-unused-parameter -DTORCH_TARGET_VERSION=0x020a000000000000 "${INCLUDES[@]}" \
   -c "$ROOT/csrc/cpu/advantage_cpu.cpp" -o "$OUT/advantage_cpu.o"
 echo "   compiled: $(du -k "$OUT/advantage_cpu.o" | cut -f1) KiB object, NEON sort symbols: $(
-  "${CXX%g++}nm" -C "$OUT/advantage_cpu.o" 2>/dev/null | grep -c 'gapo::cpu::neon::' || true)"
+  "${CXX%g++}nm" -C "$OUT/advantage_cpu.o" 2>/dev/null | grep -c 'gapo::cpu::neon::' || true), SVE sort symbols: $(
+  "${CXX%g++}nm" -C "$OUT/sort_sve256.o" "$OUT/sort_sve512.o" 2>/dev/null | grep -c 'gapo::cpu::sve[0-9]*::' || true)"
 echo "aarch64 compile check: OK"

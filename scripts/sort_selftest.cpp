@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/sort_keys.h"
@@ -65,7 +66,11 @@ int main() {
         if (!ok && ++failures <= 5) std::printf("FAIL %s size %d trial %d\n", name.c_str(), size, trial);
       }
     }
-    std::printf("%s: sorted groups of 0..%d keys\n", name.c_str(), sizes.back());
+    std::string path = name;
+#ifdef GAPO_CPU_ISA_SVE
+    if (isa == CpuIsa::Sve) path += " (" + std::to_string(sve_path_bits()) + "-bit vectors)";
+#endif
+    std::printf("%s: sorted groups of 0..%d keys\n", path.c_str(), sizes.back());
   }
   std::printf("%d of %d sorts wrong\n", failures, checked);
   return failures == 0 ? 0 : 1;

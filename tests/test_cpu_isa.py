@@ -213,7 +213,7 @@ def _run(env_isa: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(bool(os.environ.get("GAPO_CPU_ISA")), reason="already running on one chosen path")
-@pytest.mark.parametrize("isa", ["avx512", "avx2", "neon", "scalar"])
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "sve", "neon", "scalar"])
 def test_every_supported_path(isa):
     supported = list(gapo_kernels.build_info()["cpu_isas_supported"])
     if isa not in supported:
@@ -239,9 +239,10 @@ def test_invalid_path_name_fails_every_cpu_call_with_a_clear_error():
 
 
 def test_a_cap_above_the_cpu_runs_the_best_path_below_it():
-    supported = list(gapo_kernels.build_info()["cpu_isas_supported"])
-    proc = _run("avx512" if sys.platform != "darwin" and os.uname().machine == "x86_64" else "neon",
-                "-c", "import gapo_kernels; print(gapo_kernels.build_info()['cpu_isa'])")
+    info = gapo_kernels.build_info()
+    supported, compiled = list(info["cpu_isas_supported"]), list(info["cpu_isas_compiled"])
+    assert compiled[-1] == "scalar" and supported == [isa for isa in compiled if isa in supported], (compiled, supported)
+    proc = _run(compiled[0], "-c", "import gapo_kernels; print(gapo_kernels.build_info()['cpu_isa'])")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == supported[0], (proc.stdout, supported)
 

@@ -5,7 +5,11 @@
 // environment variable GAPO_CPU_ISA caps the choice, so tests and benchmarks can run each path
 // the machine supports:
 //   x86-64:   avx512 > avx2 > scalar
-//   aarch64:  neon > scalar
+//   aarch64:  sve > neon > scalar
+// The sve path is compiled for fixed vector lengths of 256 and 512 bits (sort_sve.h) and is
+// supported where the CPU has SVE at one of them (Neoverse V1 / Graviton3: 256; A64FX: 512).
+// On 128-bit SVE (Neoverse N2 and V2, Grace, Graviton4) it is not: there SVE registers are
+// NEON's width and the NEON path runs the same networks.
 // A cap picks the best path at or below it that this CPU supports (avx512 on an AVX2-only CPU
 // runs avx2). Unset or empty means no cap. A name that is not a path of this build's
 // architecture (neon on x86-64, a typo) is an error: every CPU op call fails with a message
@@ -19,9 +23,23 @@
 #include <string>
 #include <vector>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#include <sys/prctl.h>
+#ifndef HWCAP_SVE
+#define HWCAP_SVE (1 << 22)
+#endif
+#ifndef PR_SVE_GET_VL
+#define PR_SVE_GET_VL 51
+#endif
+#ifndef PR_SVE_VL_LEN_MASK
+#define PR_SVE_VL_LEN_MASK 0xffff
+#endif
+#endif
+
 namespace gapo::cpu {
 
-enum class CpuIsa : int { Scalar = 0, Neon = 1, Avx2 = 2, Avx512 = 3 };
+enum class CpuIsa : int { Scalar = 0, Neon = 1, Avx2 = 2, Avx512 = 3, Sve = 4 };
 
 inline const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
@@ -31,6 +49,8 @@ inline const char* cpu_isa_name(CpuIsa isa) {
       return "avx2";
     case CpuIsa::Neon:
       return "neon";
+    case CpuIsa::Sve:
+      return "sve";
     case CpuIsa::Scalar:
     default:
       return "scalar";
@@ -44,11 +64,40 @@ inline constexpr CpuIsa kCompiledIsas[] = {CpuIsa::Avx512, CpuIsa::Avx2, CpuIsa:
 inline constexpr const char* kIsaChoices = "avx512, avx2, scalar";
 #elif defined(__aarch64__) && defined(__ARM_NEON)
 #define GAPO_CPU_ISA_NEON 1
+#ifdef GAPO_WITH_SVE  // the build compiled csrc/cpu/sort_sve256.cpp and sort_sve512.cpp (CMakeLists.txt)
+#define GAPO_CPU_ISA_SVE 1
+inline constexpr CpuIsa kCompiledIsas[] = {CpuIsa::Sve, CpuIsa::Neon, CpuIsa::Scalar};
+inline constexpr const char* kIsaChoices = "sve, neon, scalar";
+#else
 inline constexpr CpuIsa kCompiledIsas[] = {CpuIsa::Neon, CpuIsa::Scalar};
 inline constexpr const char* kIsaChoices = "neon, scalar";
+#endif
 #else
 inline constexpr CpuIsa kCompiledIsas[] = {CpuIsa::Scalar};
 inline constexpr const char* kIsaChoices = "scalar";
+#endif
+
+#ifdef GAPO_CPU_ISA_SVE
+// The SVE vector length of this thread in bits, 0 without SVE (or off Linux). A process's
+// threads inherit it, and the ops' worker threads are started by this process.
+inline int sve_vector_bits() {
+#if defined(__linux__)
+  if ((getauxval(AT_HWCAP) & HWCAP_SVE) == 0) return 0;
+  const int length = prctl(PR_SVE_GET_VL);
+  return length < 0 ? 0 : (length & PR_SVE_VL_LEN_MASK) * 8;
+#else
+  return 0;
+#endif
+}
+
+// The vector length the sve path runs at (256 or 512), or 0 where it cannot run.
+inline int sve_path_bits() {
+  static const int bits = [] {
+    const int length = sve_vector_bits();
+    return length == 256 || length == 512 ? length : 0;
+  }();
+  return bits;
+}
 #endif
 
 inline bool cpu_supports(CpuIsa isa) {
@@ -65,6 +114,10 @@ inline bool cpu_supports(CpuIsa isa) {
 #ifdef GAPO_CPU_ISA_NEON
     case CpuIsa::Neon:
       return true;  // Advanced SIMD is part of every AArch64 CPU
+#endif
+#ifdef GAPO_CPU_ISA_SVE
+    case CpuIsa::Sve:
+      return sve_path_bits() != 0;
 #endif
     default:
       return false;
@@ -106,6 +159,13 @@ inline IsaChoice choose_cpu_isa(const char* request) {
 inline const IsaChoice& active_isa_choice() {
   static const IsaChoice choice = choose_cpu_isa(std::getenv("GAPO_CPU_ISA"));
   return choice;
+}
+
+// Names of the paths this build has, best first (the values GAPO_CPU_ISA accepts).
+inline std::vector<std::string> compiled_cpu_isa_names() {
+  std::vector<std::string> names;
+  for (CpuIsa isa : kCompiledIsas) names.emplace_back(cpu_isa_name(isa));
+  return names;
 }
 
 // Names of the paths this CPU supports, best first (the values GAPO_CPU_ISA can usefully take).

@@ -23,6 +23,8 @@
 //                            spills and overflows the micro-op cache)
 //             other <= 65536 quicksort with lane-permutation partitions, ranges of <= 128
 //                            sorted as above
+//   SVE:      the AVX2 path's table at 256-bit vectors (8 lanes), the AVX-512 path's at 512
+//             (16 lanes), on the same network, column and partition code (sort_sve.inc)
 //   NEON:     <= 256         the network over the power-of-two register count that holds them
 //             <= 1024        blocks of 256 sorted by the network, merged by its last stages
 //   scalar:   <= 256         the network on a 4-lane register emulated in plain C++
@@ -48,6 +50,8 @@
 #include "cpu/sort_few_values.h"
 #include "cpu/sort_neon.h"
 #include "cpu/sort_portable.h"
+#include "cpu/sort_sizes.h"
+#include "cpu/sort_sve.h"
 #include "gapo/group_logic.h"
 
 namespace gapo::cpu {
@@ -60,30 +64,6 @@ constexpr int64_t kRegisterSortMax = 256;
 // network's O(N log^2 N), and the fully unrolled merges would cost build time.
 constexpr int64_t kBlockSortMax = 1024;
 
-// The register count R of the column sort (sort_in_columns: R registers of 8 (AVX2) or 16
-// (AVX-512) keys, the padding included) for a group of `size` rewards above the quicksort's
-// leaves, or 0 for the quicksort. The column sort costs the same for every size up to its
-// width, the partitions cost per key, so the column sort wins from a little above half its
-// width. Measured (one thread, the sort alone, ns/key, columns against quicksort):
-//   AVX2:    129 keys 1.09 and 1.10, 140: 0.99 and 1.02; 300: 1.17 and 1.11, 320: 1.10 and
-//            1.11; 600: 1.35 and 1.25, 640: 1.27 and 1.26, 700: 1.18 and 1.31.
-//   AVX-512: 257 keys 0.82 and 0.95, 300: 0.68 and 0.87; 513: 1.02 and 0.94, 560: 0.93 and
-//            0.92, 600: 0.87 and 0.96.
-inline int column_registers(CpuIsa isa, int64_t size) {
-  if (isa == CpuIsa::Avx2) {
-    if (size <= 128) return 0;
-    if (size <= 256) return 32;
-    if (size <= 512) return size > 320 ? 64 : 0;
-    if (size <= 1024) return size > 640 ? 128 : 0;
-  } else if (isa == CpuIsa::Avx512) {
-    if (size <= 256) return 0;
-    if (size <= 512) return 32;
-    if (size <= 1024) return size > 560 ? 64 : 0;
-  }
-  return 0;
-}
-// The x86 paths' quicksort (sort_partition.inc) up to this size; the radix sort above it.
-constexpr int64_t kQuicksortMax = int64_t(1) << 16;
 // From this size a group is first tried by counting (sort_few_values.h): below it a register
 // network sorts two-valued keys about as fast as NumPy does, and the try would cost more than
 // it saves.
@@ -245,6 +225,9 @@ struct CacheLineAllocator {
 };
 
 #ifdef GAPO_CPU_ISA_X86
+// Floats per register of an x86 vector path, 0 for the others.
+constexpr int x86_lanes(CpuIsa isa) { return isa == CpuIsa::Avx512 ? 16 : isa == CpuIsa::Avx2 ? 8 : 0; }
+
 // The column sort over `registers` registers (column_registers: 32, 64, or 128 on AVX2) on an
 // x86 path.
 inline void sort_in_columns(CpuIsa isa, int registers, const float* src, int64_t size, float* dst) {
@@ -292,8 +275,8 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
     avx512::sort_leaf(src, size, dst);
   } else if (isa == CpuIsa::Avx2 && size <= avx2::V::kQuicksortLeafMax) {
     avx2::sort_leaf(src, size, dst);
-  } else if (column_registers(isa, size) > 0) {
-    sort_in_columns(isa, column_registers(isa, size), src, size, dst);
+  } else if (const int registers = column_registers(x86_lanes(isa), size); registers > 0) {
+    sort_in_columns(isa, registers, src, size, dst);
   } else if ((isa == CpuIsa::Avx512 || isa == CpuIsa::Avx2) && size <= kQuicksortMax) {
     if (scratch.merge.size() < 2 * size_t(size)) scratch.merge.resize(2 * size_t(size));
     if (isa == CpuIsa::Avx512) {
@@ -301,6 +284,11 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
     } else {
       avx2::quicksort_rewards(src, size, dst, scratch.merge.data());
     }
+#endif
+#ifdef GAPO_CPU_ISA_SVE
+  } else if (isa == CpuIsa::Sve && size <= kQuicksortMax) {
+    if (scratch.merge.size() < 2 * size_t(size)) scratch.merge.resize(2 * size_t(size));
+    sve_sort_rewards(src, size, dst, scratch.merge.data());
 #endif
   } else if (size <= kRegisterSortMax) {
     sort_in_registers(isa, src, size, dst);

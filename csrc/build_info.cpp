@@ -66,6 +66,7 @@ std::string compiler() {
 #endif
 }
 
+#ifdef GAPO_WITH_CUDA
 std::string cuda_version_text(int version) {  // 13000 -> "13.0"
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
@@ -75,7 +76,6 @@ struct CudaStatus {
   std::string error;   // why the kernels cannot run, "" when they can
 };
 
-#ifdef GAPO_WITH_CUDA
 // The runtime is linked statically, so the only thing a machine must provide is a driver at
 // least as new as the runtime's major version (CUDA's minor-version compatibility covers the
 // rest). cudaDriverGetVersion reads the driver's version without creating a CUDA context.

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Proves the CPU kernel builds for ARM (aarch64: the SVE, NEON and portable paths) on an x86
-# machine: cross-compiles the sort self-test (scripts/sort_selftest.cpp, every path of the
-# build against std::sort) with the SVE units (csrc/cpu/sort_sve256.cpp, sort_sve512.cpp,
-# each at its vector length as CMakeLists.txt builds them) and the CPU kernel's translation
-# unit against torch's headers, with -march=armv8-a. The self-test runs under qemu-aarch64 at
-# SVE vector lengths of 128 bits (the sve path is not taken: NEON and portable run), 256 and
-# 512 (the sve path at each length, then NEON and portable). Without a cross compiler or qemu-user, they are installed
-# with apt-get when this runs as root; without a compiler then, a SKIPPED line and exit 0
-# (without qemu, the self-test is compiled but not run, and says so).
+# machine, in two steps:
+#   1. the sort self-test (scripts/sort_selftest.cpp: every path of the build against
+#      std::sort) with the SVE units (csrc/cpu/sort_sve256.cpp, sort_sve512.cpp, each at its
+#      vector length), -march=armv8-a, run under qemu-aarch64 at SVE vector lengths of 128
+#      bits (the sve path is not taken: NEON and portable run), 256 and 512 (the sve path at
+#      that length, then NEON and portable);
+#   2. the ops library's sources through CMakeLists.txt itself, against torch's headers.
+# Without a cross compiler or qemu-user, they are installed with apt-get when this runs as
+# root; without a compiler then, a SKIPPED line and exit 0 (without qemu, the self-test is
+# compiled but not run, and says so).
 #
 #   scripts/check_aarch64_compile.sh [PYTHON]   PYTHON: the interpreter whose torch headers to use
 #                                              (default: python3 on PATH)
@@ -57,16 +59,32 @@ else
   echo "   compiled (not run: no qemu-aarch64 here)"
 fi
 
-echo "== aarch64: CPU kernel (csrc/cpu/advantage_cpu.cpp) against torch's headers"
-if ! TORCH_INCLUDES="$("$PYTHON" -c 'from torch.utils.cpp_extension import include_paths; print(" ".join(include_paths()))' 2>/dev/null)"; then
-  echo "SKIPPED: cannot import torch with $PYTHON for its headers"
+echo "== aarch64: the ops library's sources, built by CMakeLists.txt (cross-compiled, -Werror)"
+# The project's own build: its aarch64 flags, its SVE detection and the per-unit vector
+# lengths. The objects are linked into a shared library without libtorch (an x86 build here),
+# which proves that every symbol of the kernel resolves but torch's.
+BIN="$(dirname "$PYTHON")"
+CMAKE="$(command -v "$BIN/cmake" || command -v cmake || true)"
+if [ -z "$CMAKE" ] || ! "$PYTHON" -c 'import torch, pybind11' 2>/dev/null; then
+  echo "SKIPPED: aarch64 CMake build: needs cmake and a Python with torch and pybind11 ($PYTHON)"
   exit 0
 fi
-INCLUDES=()
-for dir in $TORCH_INCLUDES; do INCLUDES+=(-isystem "$dir"); done
-"$CXX" "${FLAGS[@]}" -Wno-unused-parameter -DTORCH_TARGET_VERSION=0x020a000000000000 "${INCLUDES[@]}" \
-  -c "$ROOT/csrc/cpu/advantage_cpu.cpp" -o "$OUT/advantage_cpu.o"
-echo "   compiled: $(du -k "$OUT/advantage_cpu.o" | cut -f1) KiB object, NEON sort symbols: $(
-  "${CXX%g++}nm" -C "$OUT/advantage_cpu.o" 2>/dev/null | grep -c 'gapo::cpu::neon::' || true), SVE sort symbols: $(
-  "${CXX%g++}nm" -C "$OUT/sort_sve256.o" "$OUT/sort_sve512.o" 2>/dev/null | grep -c 'gapo::cpu::sve[0-9]*::' || true)"
+GENERATOR=("Unix Makefiles")
+if command -v "$BIN/ninja" >/dev/null 2>&1 || command -v ninja >/dev/null 2>&1; then GENERATOR=(Ninja); fi
+PATH="$BIN:$PATH" "$CMAKE" -S "$ROOT" -B "$OUT/cmake" -G "${GENERATOR[@]}" -DCMAKE_SYSTEM_NAME=Linux \
+  -DCMAKE_SYSTEM_PROCESSOR=aarch64 -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_CXX_FLAGS=-Werror -DGAPO_WITH_CUDA=OFF \
+  -DPython_EXECUTABLE="$PYTHON" -DPython_INCLUDE_DIR="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+  -Dpybind11_DIR="$("$PYTHON" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >"$OUT/cmake.log" 2>&1 ||
+  { cat "$OUT/cmake.log"; echo "aarch64 CMake configure failed"; exit 1; }
+grep "gapo_kernels:" "$OUT/cmake.log" | sed 's/^-- /   /'
+OBJECTS=()
+for src in csrc/ops.cpp csrc/build_info.cpp "$ROOT"/csrc/cpu/*.cpp; do
+  OBJECTS+=("CMakeFiles/gapo_ops.dir/${src#"$ROOT"/}.o")
+done
+PATH="$BIN:$PATH" "$CMAKE" --build "$OUT/cmake" -j 2 --target "${OBJECTS[@]}" >"$OUT/build.log" 2>&1 ||
+  { cat "$OUT/build.log"; echo "aarch64 build failed"; exit 1; }
+(cd "$OUT/cmake" && "$CXX" -shared -o "$OUT/libgapo_ops_aarch64.so" "${OBJECTS[@]}")
+echo "   built and linked (without libtorch): $(du -k "$OUT/libgapo_ops_aarch64.so" | cut -f1) KiB, NEON sort symbols: $(
+  "${CXX%g++}nm" -C "$OUT/libgapo_ops_aarch64.so" 2>/dev/null | grep -c 'gapo::cpu::neon::' || true), SVE sort symbols: $(
+  "${CXX%g++}nm" -C "$OUT/libgapo_ops_aarch64.so" 2>/dev/null | grep -c 'gapo::cpu::sve[0-9]*::' || true)"
 echo "aarch64 compile check: OK"

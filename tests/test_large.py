@@ -80,3 +80,26 @@ def test_group_ids_path_on_a_million_shuffled_rows():
     sparse = ids * 1_000_003_337 - 4_000_000_000_000
     assert torch.equal(gapo_kernels.advantage(rewards[perm], group_ids=sparse), out)
     assert math.isfinite(float(out.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_outputs_on_huge_pages_are_exact(dtype):
+    # Buffers of 8 MiB and more are advised onto transparent huge pages (csrc/cpu/huge_pages.h);
+    # every byte must still be written, and written right: the offsets path against the
+    # reference on sampled groups and on the unaligned tail, the shuffled-ids path (its grouped
+    # copies and order are advised too) against the offsets path, bit for bit.
+    g = torch.Generator().manual_seed(11)
+    sizes = torch.randint(1, 48, (200_000,), generator=g)
+    n = int(sizes.sum())
+    assert n * torch.finfo(dtype).bits // 8 > (8 << 20) + (4 << 20)  # past the threshold, several huge pages
+    rewards = torch.randn(n, generator=g, dtype=dtype)
+    rewards[torch.randint(0, n, (n // 50,), generator=g)] = float("nan")
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+    out = gapo_kernels.advantage(rewards, offsets, backend="cpu")
+    for first_group in (0, 64_999, sizes.numel() - 1000):
+        sample = slice(int(offsets[first_group]), int(offsets[first_group + 1000]))
+        assert_advantage_matches(out[sample], rewards[sample], (offsets[first_group:first_group + 1001] - offsets[first_group]).numpy())
+    perm = torch.randperm(n, generator=g)
+    ids = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)[perm]
+    by_ids = gapo_kernels.advantage(rewards[perm], group_ids=ids, backend="cpu")
+    assert torch.equal(by_ids, out[perm])

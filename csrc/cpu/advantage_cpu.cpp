@@ -33,6 +33,7 @@
 #include "cpu/group_scans.h"
 #include "cpu/group_scans_avx2.h"
 #include "cpu/group_scans_avx512.h"
+#include "cpu/huge_pages.h"
 #include "cpu/sort_keys.h"
 #include "gapo/group_logic.h"
 #include "gapo/op_boxing.h"
@@ -334,6 +335,7 @@ Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets_arg, double ta
   GAPO_CHECK_ARGUMENT(!max_group_size.has_value() || *max_group_size >= 0, "max_group_size must be >= 0, got ",
                       max_group_size.value_or(0));  // a GPU launch hint; the CPU reads offsets directly
   Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
+  advise_huge_pages(out.mutable_data_ptr(), out.numel() * out.element_size());
   const int64_t num_groups = offsets.numel() - 1;
   dispatch_index_type(offsets.scalar_type(), [&](auto index_tag) {
     using Index = decltype(index_tag);
@@ -588,6 +590,7 @@ Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids_arg, 
   const Params params = make_params(tau, baseline, scale, eps);
   const Tensor group_ids = dense(group_ids_arg);
   Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
+  advise_huge_pages(out.mutable_data_ptr(), out.numel() * out.element_size());
   std::optional<std::vector<int64_t>> runs;
   dispatch_id_type(group_ids.scalar_type(), [&](auto id_tag) {
     using Id = decltype(id_tag);
@@ -611,9 +614,12 @@ Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids_arg, 
     // Every slot of both is written (by the grouping, by the kernel), so neither is zero-filled.
     std::unique_ptr<T[]> grouped(new T[n]);
     std::unique_ptr<T[]> grouped_advantages(new T[n]);
+    advise_huge_pages(grouped.get(), n * sizeof(T));
+    advise_huge_pages(grouped_advantages.get(), n * sizeof(T));
     const auto run = [&](auto slot_tag) {
       using Slot = decltype(slot_tag);
       std::unique_ptr<Slot[]> order(new Slot[n]);
+      advise_huge_pages(order.get(), n * sizeof(Slot));
       const RowGroups groups = group_rows_of(group_ids, [&](int64_t slot, int64_t row) {
         order[slot] = static_cast<Slot>(row);
         grouped[slot] = values[row * stride];

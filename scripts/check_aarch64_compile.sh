@@ -63,15 +63,16 @@ echo "== aarch64: the ops library's sources, built by CMakeLists.txt (cross-comp
 # The project's own build: its aarch64 flags, its SVE detection and the per-unit vector
 # lengths. The objects are linked into a shared library without libtorch (an x86 build here),
 # which proves that every symbol of the kernel resolves but torch's.
-BIN="$(dirname "$PYTHON")"
+BIN="$(dirname "$(command -v "$PYTHON")")"
+BIN="$(cd "$BIN" && pwd)"  # absolute: CMake runs the tools from other directories
 CMAKE="$(command -v "$BIN/cmake" || command -v cmake || true)"
-if [ -z "$CMAKE" ] || ! "$PYTHON" -c 'import torch, pybind11' 2>/dev/null; then
-  echo "SKIPPED: aarch64 CMake build: needs cmake and a Python with torch and pybind11 ($PYTHON)"
+# Ninja: its object targets (CMakeFiles/<target>.dir/<source>.o) build one object each.
+NINJA="$(command -v "$BIN/ninja" || command -v ninja || true)"
+if [ -z "$CMAKE" ] || [ -z "$NINJA" ] || ! "$PYTHON" -c 'import torch, pybind11' 2>/dev/null; then
+  echo "SKIPPED: aarch64 CMake build: needs cmake, ninja and a Python with torch and pybind11 ($PYTHON)"
   exit 0
 fi
-GENERATOR=("Unix Makefiles")
-if command -v "$BIN/ninja" >/dev/null 2>&1 || command -v ninja >/dev/null 2>&1; then GENERATOR=(Ninja); fi
-PATH="$BIN:$PATH" "$CMAKE" -S "$ROOT" -B "$OUT/cmake" -G "${GENERATOR[@]}" -DCMAKE_SYSTEM_NAME=Linux \
+PATH="$BIN:$PATH" "$CMAKE" -S "$ROOT" -B "$OUT/cmake" -G Ninja -DCMAKE_MAKE_PROGRAM="$NINJA" -DCMAKE_SYSTEM_NAME=Linux \
   -DCMAKE_SYSTEM_PROCESSOR=aarch64 -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_CXX_FLAGS=-Werror -DGAPO_WITH_CUDA=OFF \
   -DPython_EXECUTABLE="$PYTHON" -DPython_INCLUDE_DIR="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
   -Dpybind11_DIR="$("$PYTHON" -c 'import pybind11; print(pybind11.get_cmake_dir())')" >"$OUT/cmake.log" 2>&1 ||

@@ -11,12 +11,36 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/sort_keys.h"
 
+#if defined(GAPO_CPU_ISA_SVE) && !defined(PR_SVE_SET_VL)
+#define PR_SVE_SET_VL 50
+#endif
+
+using namespace gapo::cpu;
+
+// Whether the path sorts the rewards `src` into the ascending finite keys (-0 as +0) and
+// leaves src unchanged.
+bool sorts_right(CpuIsa isa, std::vector<float>& src, SortScratch& scratch) {
+  const int size = static_cast<int>(src.size());
+  std::vector<float> want;
+  for (float v : src) {
+    if (std::isfinite(v)) want.push_back(v + 0.0f);
+  }
+  std::sort(want.begin(), want.end());
+  std::vector<float> dst(std::max<int>(size, kTinyNetworkMax));
+  const std::vector<float> before = src;  // the rewards are the caller's: never written
+  const int64_t n = sort_float_group(isa, src.data(), size, dst.data(), scratch);
+  bool ok = n == static_cast<int64_t>(want.size()) &&
+            std::memcmp(before.data(), src.data(), sizeof(float) * src.size()) == 0;
+  for (int64_t i = 0; ok && i < n; ++i) ok = dst[i] == want[i] && !std::signbit(dst[i]) == !std::signbit(want[i]);
+  return ok;
+}
+
 int main() {
-  using namespace gapo::cpu;
   std::mt19937 rng(12345);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   const float specials[] = {NAN, INFINITY, -INFINITY, -0.0f, 0.0f, 1.0f, -1.0f};
@@ -51,17 +75,7 @@ int main() {
           }
           if (trial < 4 && rng() % 5 == 0) v = specials[rng() % 7];
         }
-        std::vector<float> want;
-        for (float v : src) {
-          if (std::isfinite(v)) want.push_back(v + 0.0f);
-        }
-        std::sort(want.begin(), want.end());
-        std::vector<float> dst(std::max<int>(size, kTinyNetworkMax));
-        const std::vector<float> before = src;  // the rewards are the caller's: never written
-        const int64_t n = sort_float_group(isa, src.data(), size, dst.data(), scratch);
-        bool ok = n == static_cast<int64_t>(want.size()) &&
-                  std::memcmp(before.data(), src.data(), sizeof(float) * src.size()) == 0;
-        for (int64_t i = 0; ok && i < n; ++i) ok = dst[i] == want[i] && !std::signbit(dst[i]) == !std::signbit(want[i]);
+        const bool ok = sorts_right(isa, src, scratch);
         ++checked;
         if (!ok && ++failures <= 5) std::printf("FAIL %s size %d trial %d\n", name.c_str(), size, trial);
       }
@@ -72,6 +86,29 @@ int main() {
 #endif
     std::printf("%s: sorted groups of 0..%d keys\n", path.c_str(), sizes.back());
   }
+#ifdef GAPO_CPU_ISA_SVE
+  // A thread that changes its own vector length after the path was chosen (the length is per
+  // thread) must still get its groups sorted right: on NEON, not by code built for the other
+  // length.
+  if (sve_path_bits() != 0) {
+    int thread_checked = 0;
+    int thread_failures = 0;
+    std::thread([&] {
+      if (prctl(PR_SVE_SET_VL, 16) < 0) return;  // 128-bit vectors, which every SVE CPU has
+      SortScratch scratch;
+      for (int size : {5, 9, 40, 64, 100, 200, 300, 700, 1000, 5000}) {
+        std::vector<float> src(size);
+        for (float& v : src) v = uniform(rng);
+        ++thread_checked;
+        if (!sorts_right(CpuIsa::Sve, src, scratch)) ++thread_failures;
+      }
+    }).join();
+    std::printf("sve, a thread that set 128-bit vectors: %d of %d sorts wrong\n", thread_failures, thread_checked);
+    if (thread_checked == 0) ++failures;  // the thread could not change its vector length: nothing was shown
+    failures += thread_failures;
+    checked += thread_checked;
+  }
+#endif
   std::printf("%d of %d sorts wrong\n", failures, checked);
   return failures == 0 ? 0 : 1;
 }

@@ -245,6 +245,11 @@ inline void sort_in_columns(CpuIsa isa, int registers, const float* src, int64_t
 struct SortScratch {
   std::vector<float, CacheLineAllocator<float>> merge;
   std::vector<uint32_t> radix;
+  // The quicksort's two buffers of `size` keys each (sort_partition.inc).
+  float* partition_buffers(int64_t size) {
+    if (merge.size() < 2 * size_t(size)) merge.resize(2 * size_t(size));
+    return merge.data();
+  }
 };
 
 // Sorts the keys of the `size` float rewards at src into dst (src may equal dst; dst has room
@@ -259,7 +264,18 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
     if (counted) return few.write_sorted(dst);
   }
 #endif
-  if (size <= 2) {
+  bool sorted = false;
+#ifdef GAPO_CPU_ISA_SVE
+  if (isa == CpuIsa::Sve) {
+    sorted = size > 4 && size <= kQuicksortMax && sve_sort_rewards(src, size, dst, scratch.partition_buffers(size));
+    // NEON sorts the rest: the tiny groups and those past the quicksort as on every path, and
+    // every group of a thread whose vector length is no longer the one the path was chosen at.
+    isa = CpuIsa::Neon;
+  }
+#endif
+  if (sorted) {
+    // by the SVE path
+  } else if (size <= 2) {
     sort_tiny<2>(src, size, dst);
   } else if (size <= 4) {
     sort_tiny<4>(src, size, dst);
@@ -278,17 +294,11 @@ inline int64_t sort_float_group(CpuIsa isa, const float* src, int64_t size, floa
   } else if (const int registers = column_registers(x86_lanes(isa), size); registers > 0) {
     sort_in_columns(isa, registers, src, size, dst);
   } else if ((isa == CpuIsa::Avx512 || isa == CpuIsa::Avx2) && size <= kQuicksortMax) {
-    if (scratch.merge.size() < 2 * size_t(size)) scratch.merge.resize(2 * size_t(size));
     if (isa == CpuIsa::Avx512) {
-      avx512::quicksort_rewards(src, size, dst, scratch.merge.data());
+      avx512::quicksort_rewards(src, size, dst, scratch.partition_buffers(size));
     } else {
-      avx2::quicksort_rewards(src, size, dst, scratch.merge.data());
+      avx2::quicksort_rewards(src, size, dst, scratch.partition_buffers(size));
     }
-#endif
-#ifdef GAPO_CPU_ISA_SVE
-  } else if (isa == CpuIsa::Sve && size <= kQuicksortMax) {
-    if (scratch.merge.size() < 2 * size_t(size)) scratch.merge.resize(2 * size_t(size));
-    sve_sort_rewards(src, size, dst, scratch.merge.data());
 #endif
   } else if (size <= kRegisterSortMax) {
     sort_in_registers(isa, src, size, dst);

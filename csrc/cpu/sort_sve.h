@@ -17,17 +17,25 @@ namespace gapo::cpu {
 
 // Sorts the keys of the `size` float rewards at src (size <= kQuicksortMax) into dst[0,
 // size), +inf (every missing reward) last, -0 read as +0; src may equal dst. buffer: scratch
-// of 2 * size floats, aligned to a cache line.
+// of 2 * size floats, aligned to a cache line. Returns false, having written nothing, where
+// the calling thread's vector length is not the unit's: the length is per thread, and a
+// thread may change its own (prctl PR_SVE_SET_VL) after the path was chosen.
 namespace sve256 {
-void sort_rewards(const float* src, int64_t size, float* dst, float* buffer);
+bool sort_rewards(const float* src, int64_t size, float* dst, float* buffer);
 }
 namespace sve512 {
-void sort_rewards(const float* src, int64_t size, float* dst, float* buffer);
+bool sort_rewards(const float* src, int64_t size, float* dst, float* buffer);
 }
 
-inline void sve_sort_rewards(const float* src, int64_t size, float* dst, float* buffer) {
-  if (sve_path_bits() == 512) return sve512::sort_rewards(src, size, dst, buffer);
-  sve256::sort_rewards(src, size, dst, buffer);
+inline bool sve_sort_rewards(const float* src, int64_t size, float* dst, float* buffer) {
+  switch (sve_path_bits()) {
+    case 512:
+      return sve512::sort_rewards(src, size, dst, buffer);
+    case 256:
+      return sve256::sort_rewards(src, size, dst, buffer);
+    default:
+      return false;  // no SVE at a length the path was built for
+  }
 }
 
 }  // namespace gapo::cpu

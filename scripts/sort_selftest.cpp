@@ -4,7 +4,8 @@
 // as the counting sort takes them (up to nine, the ninth at the end), signed zeros, ascending
 // and descending input; the source must come back unchanged. Built by scripts/check_aarch64_compile.sh
 // for aarch64 (and run there under qemu-aarch64 when it is installed); builds natively too:
-//   g++ -O2 -std=c++20 -Icsrc scripts/sort_selftest.cpp -o /tmp/sort_selftest && /tmp/sort_selftest
+//   g++ -O2 -std=c++20 -Icsrc scripts/sort_selftest.cpp -o /tmp/sort_selftest && /tmp/sort_selftest [PATH...]
+// PATH: the paths to check (avx2, sve, ...; default: every one this CPU supports).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -40,13 +41,23 @@ bool sorts_right(CpuIsa isa, std::vector<float>& src, SortScratch& scratch) {
   return ok;
 }
 
-int main() {
+int main(int argc, char** argv) {
   std::mt19937 rng(12345);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   const float specials[] = {NAN, INFINITY, -INFINITY, -0.0f, 0.0f, 1.0f, -1.0f};
   int failures = 0;
   int checked = 0;
-  for (const std::string& name : supported_cpu_isa_names()) {
+  // Arguments: the paths to check (default: every one this CPU supports).
+  std::vector<std::string> paths = supported_cpu_isa_names();
+  if (argc > 1) {
+    std::vector<std::string> asked(argv + 1, argv + argc);
+    std::erase_if(paths, [&](const std::string& p) { return std::find(asked.begin(), asked.end(), p) == asked.end(); });
+    if (paths.empty()) {
+      std::printf("none of the paths asked for is supported here\n");
+      return 1;
+    }
+  }
+  for (const std::string& name : paths) {
     const CpuIsa isa = choose_cpu_isa(name.c_str()).isa;
     SortScratch scratch;
     std::vector<int> sizes;

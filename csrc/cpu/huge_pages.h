@@ -6,10 +6,15 @@
 // about as much as the kernel's work (10^7 rewards: 40 MB written, ~10 ms of faults). Asking
 // for huge pages over the buffer's whole 2 MiB pages turns 512 faults into one. It is a hint:
 // the kernel ignores it where transparent huge pages are off, and no byte of the buffer changes.
+// Where THP defrag is "madvise" (a common default), a fault in an advised range may compact
+// memory when no huge page is free; a long-running process that would rather not can set
+// GAPO_HUGE_PAGES=0 (read once per process).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -20,10 +25,18 @@ namespace gapo::cpu {
 // Below this many bytes a buffer holds at most one whole huge page: not worth a system call.
 constexpr size_t kHugePageAdviceMinBytes = size_t(8) << 20;
 
+inline bool huge_page_advice_enabled() {
+  static const bool enabled = [] {
+    const char* setting = std::getenv("GAPO_HUGE_PAGES");
+    return setting == nullptr || std::strcmp(setting, "0") != 0;
+  }();
+  return enabled;
+}
+
 inline void advise_huge_pages(void* data, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHugePage = uintptr_t(1) << 21;  // x86-64, and aarch64 with 4 KiB pages
-  if (bytes < kHugePageAdviceMinBytes) return;
+  if (bytes < kHugePageAdviceMinBytes || !huge_page_advice_enabled()) return;
   const uintptr_t first = reinterpret_cast<uintptr_t>(data);
   const uintptr_t begin = (first + kHugePage - 1) & ~(kHugePage - 1);
   const uintptr_t end = (first + bytes) & ~(kHugePage - 1);

@@ -8,6 +8,9 @@ claims them. What is checked is that int32 and int64 offsets are read as what th
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -103,3 +106,21 @@ def test_outputs_on_huge_pages_are_exact(dtype):
     ids = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)[perm]
     by_ids = gapo_kernels.advantage(rewards[perm], group_ids=ids, backend="cpu")
     assert torch.equal(by_ids, out[perm])
+
+
+def test_huge_page_advice_can_be_turned_off_and_changes_no_bit(tmp_path):
+    # GAPO_HUGE_PAGES is read once per process, so each setting runs in its own interpreter;
+    # both write the advantages of the same 12 MiB batch, which must be equal byte for byte.
+    code = ("import sys, torch, gapo_kernels\n"
+            "g = torch.Generator().manual_seed(3)\n"
+            "r = torch.randn(3_000_000, generator=g)\n"
+            "out = gapo_kernels.advantage(r, torch.arange(0, 3_000_001, 24), backend='cpu')\n"
+            "torch.save(out, sys.argv[1])\n")
+    outputs = []
+    for setting in ("0", "1"):
+        path = tmp_path / f"out_{setting}.pt"
+        env = dict(os.environ, GAPO_HUGE_PAGES=setting)
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(torch.load(path))
+    assert outputs[0].numel() == 3_000_000 and torch.equal(outputs[0].view(torch.int32), outputs[1].view(torch.int32))

@@ -78,8 +78,9 @@ inline constexpr const char* kIsaChoices = "scalar";
 #endif
 
 #ifdef GAPO_CPU_ISA_SVE
-// The SVE vector length of this thread in bits, 0 without SVE (or off Linux). A process's
-// threads inherit it, and the ops' worker threads are started by this process.
+// The SVE vector length of this thread in bits, 0 without SVE (or off Linux). New threads
+// inherit it, so the length read when the library loads is the workers' too, unless a thread
+// sets its own: each SVE sort checks its thread's length (sort_sve.h).
 inline int sve_vector_bits() {
 #if defined(__linux__)
   if ((getauxval(AT_HWCAP) & HWCAP_SVE) == 0) return 0;

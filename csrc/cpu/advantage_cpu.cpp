@@ -328,14 +328,21 @@ void dispatch_id_type(torch::headeronly::ScalarType type, F&& f) {
   }
 }
 
+// The advantages' tensor of a batch (one per reward, the rewards' dtype), on huge pages where
+// it is large (huge_pages.h).
+Tensor new_advantages_like(const Tensor& rewards) {
+  Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
+  advise_huge_pages(out.mutable_data_ptr(), out.numel() * out.element_size());
+  return out;
+}
+
 Tensor advantage_cpu(const Tensor& rewards, const Tensor& offsets_arg, double tau, std::string_view baseline,
                      std::string_view scale, double eps, std::optional<int64_t> max_group_size) {
   const Tensor offsets = check_rewards_and_offsets(rewards, offsets_arg);
   const Params params = make_params(tau, baseline, scale, eps);
   GAPO_CHECK_ARGUMENT(!max_group_size.has_value() || *max_group_size >= 0, "max_group_size must be >= 0, got ",
                       max_group_size.value_or(0));  // a GPU launch hint; the CPU reads offsets directly
-  Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
-  advise_huge_pages(out.mutable_data_ptr(), out.numel() * out.element_size());
+  Tensor out = new_advantages_like(rewards);
   const int64_t num_groups = offsets.numel() - 1;
   dispatch_index_type(offsets.scalar_type(), [&](auto index_tag) {
     using Index = decltype(index_tag);
@@ -589,8 +596,7 @@ Tensor advantage_by_ids_cpu(const Tensor& rewards, const Tensor& group_ids_arg, 
   check_rewards_and_group_ids(rewards, group_ids_arg);
   const Params params = make_params(tau, baseline, scale, eps);
   const Tensor group_ids = dense(group_ids_arg);
-  Tensor out = torch::stable::new_empty(rewards, {rewards.numel()});
-  advise_huge_pages(out.mutable_data_ptr(), out.numel() * out.element_size());
+  Tensor out = new_advantages_like(rewards);
   std::optional<std::vector<int64_t>> runs;
   dispatch_id_type(group_ids.scalar_type(), [&](auto id_tag) {
     using Id = decltype(id_tag);

@@ -64,9 +64,10 @@ build_with_cmake() {
   PATH="$BIN:$PATH" "$CMAKE" --build "$OUT/cmake" -j 2 --target "${OBJECTS[@]}" >"$OUT/build.log" 2>&1 ||
     { cat "$OUT/build.log"; echo "aarch64 build failed"; exit 1; }
   (cd "$OUT/cmake" && "$CXX" -shared -o "$OUT/libgapo_ops_aarch64.so" "${OBJECTS[@]}")
+  local symbols
+  symbols="$("${CXX%g++}nm" -C "$OUT/libgapo_ops_aarch64.so" 2>/dev/null || true)"
   echo "   built and linked (without libtorch): $(du -k "$OUT/libgapo_ops_aarch64.so" | cut -f1) KiB, NEON sort symbols: $(
-    "${CXX%g++}nm" -C "$OUT/libgapo_ops_aarch64.so" 2>/dev/null | grep -c 'gapo::cpu::neon::' || true), SVE sort symbols: $(
-    "${CXX%g++}nm" -C "$OUT/libgapo_ops_aarch64.so" 2>/dev/null | grep -c 'gapo::cpu::sve[0-9]*::' || true)"
+    grep -c 'gapo::cpu::neon::' <<<"$symbols" || true), SVE sort symbols: $(grep -c 'gapo::cpu::sve[0-9]*::' <<<"$symbols" || true)"
 }
 build_with_cmake >"$OUT/cmake_step.log" 2>&1 &
 CMAKE_STEP=$!

@@ -77,6 +77,27 @@ def test_group_size_sweep_holds_numpy_beside_the_users_settings(monkeypatch):
         "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL"}
 
 
+def test_numpy_is_held_below_a_path_only_where_the_machine_runs_a_better_one(monkeypatch):
+    # A NEON run on an SVE machine stands for a CPU without SVE: NumPy loses its SVE targets.
+    # Where NEON is the machine's best path (128-bit SVE: Grace), the CPU has SVE and its
+    # np.sort uses it, so NumPy is left alone; likewise avx2 on a CPU without AVX-512.
+    import gapo_kernels
+    from benchmarks import group_sizes
+
+    targets = ["ASIMD", "ASIMDHP", "SVE", "X86_V3", "X86_V4", "AVX512_ICL"]
+    monkeypatch.setattr(group_sizes, "_numpy_dispatch", lambda: (targets, {t: True for t in targets}))
+    for supported, isa, held in [
+        (["sve", "neon", "scalar"], "neon", ["SVE"]),
+        (["neon", "scalar"], "neon", []),
+        (["avx512", "avx2", "scalar"], "avx2", ["X86_V4", "AVX512_ICL"]),
+        (["avx2", "scalar"], "avx2", []),
+        (["avx512", "avx2", "scalar"], "avx512", []),
+        (["avx512", "avx2", "scalar"], "scalar", []),
+    ]:
+        monkeypatch.setattr(gapo_kernels, "build_info", lambda supported=supported: {"cpu_isas_supported": supported})
+        assert group_sizes.numpy_targets_above(isa) == held, (supported, isa)
+
+
 def test_group_size_plot_draws_one_np_sort_line_per_numpy_target_set(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from benchmarks import group_sizes

@@ -164,6 +164,26 @@ def test_windows_equal_in_float_are_told_apart_in_double():
         assert_advantage_matches(out, sub, sub_offsets, tau=tau)
 
 
+@pytest.mark.parametrize("tau", [0.1, 0.5, 0.9])
+def test_windows_wider_than_the_float_range(tau):
+    # Rewards from -3e38 to 3e38: a window's width in float overflows to +inf, so the float
+    # screen of the vector paths' window scan sees many windows at +inf and must decide among
+    # them in double, as the reference does; some groups keep a few finite-width windows.
+    rng = np.random.default_rng(12)
+    parts, sizes = [], []
+    for size in [64, 130, 257, 600, 1500] * 4:
+        spread = rng.choice([1.0, 0.6, 0.45])
+        parts.append(rng.uniform(-3.0e38, 3.0e38, size=size) * spread)
+        sizes.append(size)
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+    rewards = torch.from_numpy(np.concatenate(parts)).float()
+    assert torch.isfinite(rewards).all()
+    stats = gapo_kernels.group_stats(rewards, offsets, tau=tau, backend="cpu")
+    assert_stats_match(stats, rewards, offsets, tau=tau)
+    out = gapo_kernels.advantage(rewards, offsets, tau=tau, backend="cpu")
+    assert_advantage_matches(out, rewards, offsets, tau=tau)
+
+
 @pytest.mark.parametrize("levels", [1, 2, 3, 8, 9])
 def test_large_groups_of_few_levels_match_reference(levels):
     # Pass/fail and few-level rewards in large groups are sorted by counting on the vector

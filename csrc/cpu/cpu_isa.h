@@ -4,7 +4,7 @@
 // sort_avx512.h), and the best one the CPU runs is chosen at load time from CPUID. The
 // environment variable GAPO_CPU_ISA caps the choice, so tests and benchmarks can run each path
 // the machine supports:
-//   x86-64:   avx512 > avx2 > scalar
+//   x86-64:   avx512 > avx2 (with FMA) > scalar
 //   aarch64:  sve > neon > scalar
 // The sve path is compiled for fixed vector lengths of 256 and 512 bits (sort_sve.h) and is
 // supported where the CPU has SVE at one of them (Neoverse V1 / Graviton3: 256; A64FX: 512).
@@ -110,7 +110,8 @@ inline bool cpu_supports(CpuIsa isa) {
       // AVX-512F with the OS saving zmm state (libgcc's check includes XCR0).
       return __builtin_cpu_supports("avx512f");
     case CpuIsa::Avx2:
-      return __builtin_cpu_supports("avx2");
+      // AVX2 with FMA (x86-64-v3): the path's passes fuse exact multiply-adds (group_scans_avx2.h).
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
 #ifdef GAPO_CPU_ISA_NEON
     case CpuIsa::Neon:

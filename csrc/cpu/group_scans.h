@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "gapo/group_logic.h"
 
@@ -81,6 +82,29 @@ double sum_of_squared_deviations_in_parts(const T* values, int64_t n, double dow
   }
   return used == 0 ? 0.0 : parts[0];
 }
+
+// The vector paths (AVX2 with FMA, AVX-512) write a float group's advantages in a shorter form
+// with advantage_of's bits:
+//   t = fma(x, down, 0.0 - offset),   A = t * factor, rounded to float.
+//   - x * down is exact for every float key x: down is a power of two, and x * down lies in
+//     [2^-277, 1] in magnitude, where doubles are normal. So the fused multiply-add rounds once,
+//     at the subtraction, as x * down - offset does.
+//   - 0.0 - offset is +0 for a zero offset of either sign, so t is never -0 (-0 + +0 is +0):
+//     advantage_of turns that -0 into +0 only after the multiply (unsigned_zero).
+//   - A is then -0 only where factor is 0 (an all-equal or empty group: every advantage is +0,
+//     which the paths write directly) or where t * factor underflows. A nonzero t is at least
+//     2^-540 in magnitude: with e in [-148, 128] for float keys, x * down and a median are
+//     multiples of 2^-278, a mean is a multiple of 2^-392 (a sum of such multiples over a count
+//     below 2^63, plus one of them), and an unscaled map's offset is one of these times 2^e. So
+//     from kFusedWriteMinFactor the product cannot underflow and no +0.0 needs adding; a map
+//     with a smaller factor (eps near 1e300 times the group's scale) takes advantage_of's steps.
+constexpr double kFusedWriteMinFactor = 0x1p-300;
+
+inline bool fused_write_exact(const AdvantageMap& map) { return map.factor >= kFusedWriteMinFactor; }
+
+// The advantages of a map with factor 0 (all-equal and empty groups): +0.0 for every reward, as
+// advantage_of gives them.
+inline void write_zero_advantages(int64_t n, float* out) { std::memset(out, 0, static_cast<size_t>(n) * sizeof(float)); }
 
 // out[i] = advantage_of(values[i], map) for i in [0, n).
 template <class T>

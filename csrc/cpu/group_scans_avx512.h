@@ -6,10 +6,11 @@
 //     (two compare-and-merge chains side by side), merged by hdi_prefer's order;
 //   - sum_of_squared_deviations: two accumulators hold the sixteen partial sums of
 //     group_scans.h's order (parts 0..7 and 8..15);
-//   - write_group_advantages: advantage_of per lane, rounded to float, 0 for missing rewards.
-// Only AVX-512F instructions are used (the path is picked on AVX-512F alone). FMA exists on
-// this target, but the CPU sources are compiled with -ffp-contract=off, so every multiply and
-// add stays separate, as in the portable passes.
+//   - write_group_advantages: advantage_of per lane in the fused form of group_scans.h,
+//     rounded to float, 0 for missing rewards.
+// Only AVX-512F instructions are used (the path is picked on AVX-512F alone). A multiply-add is
+// fused only where the product is exact, so it rounds as the portable passes' separate steps
+// do: the CPU sources are built with -ffp-contract=off, and no other multiply and add fuse.
 #pragma once
 
 #include <algorithm>
@@ -65,6 +66,20 @@ struct FloatLanes {
   static unsigned at_most(Reg v, float bound) {
     return static_cast<unsigned>(_mm512_cmp_ps_mask(v, _mm512_set1_ps(bound), _CMP_LE_OQ));
   }
+  static Reg set1(float x) { return _mm512_set1_ps(x); }
+  static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+  static Reg hide_first_lanes(Reg v, int count) {
+    return _mm512_mask_mov_ps(v, static_cast<__mmask16>((1u << count) - 1u), _mm512_set1_ps(__builtin_inff()));
+  }
+  using Index = __m512i;
+  static Index lane_starts(int64_t start) {
+    return _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(start)),
+                            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  }
+  static Index select_narrower(Reg width, Reg least, Index starts, Index first) {
+    return _mm512_mask_mov_epi32(first, _mm512_cmp_ps_mask(width, least, _CMP_LT_OQ), starts);
+  }
+  static void store_index(int32_t* dst, Index v) { _mm512_store_si512(dst, v); }
 };
 
 
@@ -112,12 +127,14 @@ inline int64_t hdi_start_double_lanes(const float* sorted, int64_t n, int64_t k)
 
 #include "cpu/window_scan.inc"
 
+// d = x * down - center as one fused multiply-add: x * down is exact (group_scans.h), so d
+// rounds once either way.
 inline double sum_of_squared_deviations_floats(const float* values, int64_t n, double down, double center) {
   const __m512d scale_down = _mm512_set1_pd(down);
-  const __m512d about = _mm512_set1_pd(center);
+  const __m512d negated_center = _mm512_set1_pd(-center);
   __m512d low_parts = _mm512_setzero_pd(), high_parts = _mm512_setzero_pd();  // parts 0..7, 8..15
   const auto add_squares = [&](__m512d& sum, __m512d x, __mmask8 live) {
-    const __m512d d = _mm512_sub_pd(_mm512_mul_pd(x, scale_down), about);
+    const __m512d d = _mm512_fmadd_pd(x, scale_down, negated_center);
     sum = _mm512_mask_add_pd(sum, live, sum, _mm512_mul_pd(d, d));
   };
   int64_t i = 0;
@@ -139,8 +156,35 @@ inline double sum_of_squared_deviations_floats(const float* values, int64_t n, d
   return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
 }
 
-// Sixteen advantages from sixteen floats; kMayMiss: lanes of missing rewards give +0 (a group
-// without missing rewards skips that test).
+// Eight advantages from eight floats in the fused form (group_scans.h); kMayMiss: lanes of
+// missing rewards give +0 (a group without missing rewards skips that test).
+template <bool kMayMiss>
+inline __m256 fused_advantages_of(__m256 x, __m512d down, __m512d negated_offset, __m512d factor) {
+  const __m256 a = _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_fmadd_pd(_mm512_cvtps_pd(x), down, negated_offset), factor));
+  if constexpr (!kMayMiss) return a;
+  const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  return _mm256_and_ps(a, _mm256_cmp_ps(magnitude, _mm256_set1_ps(__builtin_inff()), _CMP_LT_OQ));
+}
+
+// Eight floats a step: sixteen would cost a lane extract and insert per step for the
+// conversions.
+template <bool kMayMiss>
+inline void write_fused_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out) {
+  const __m512d down = _mm512_set1_pd(map.down);
+  const __m512d negated_offset = _mm512_set1_pd(0.0 - map.offset);  // +0 for either zero (group_scans.h)
+  const __m512d factor = _mm512_set1_pd(map.factor);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, fused_advantages_of<kMayMiss>(_mm256_loadu_ps(values + i), down, negated_offset, factor));
+  }
+  if (i < n) {
+    const __mmask8 live = static_cast<__mmask8>(first_lanes(n - i));
+    const __m256 x = _mm512_castps512_ps256(_mm512_maskz_loadu_ps(live, values + i));
+    _mm512_mask_storeu_ps(out + i, live, _mm512_castps256_ps512(fused_advantages_of<kMayMiss>(x, down, negated_offset, factor)));
+  }
+}
+
+// Sixteen advantages from sixteen floats by advantage_of's steps; kMayMiss as above.
 template <bool kMayMiss = true>
 inline __m512 advantages_of(__m512 x, __m512d down, __m512d offset, __m512d factor) {
   const auto half = [&](__m512d r) {
@@ -172,6 +216,11 @@ inline void write_advantages_floats(const float* values, int64_t n, const Advant
 // all_finite: the caller knows the group has no missing reward.
 inline void write_group_advantages_floats(const float* values, int64_t n, const AdvantageMap& map, float* out,
                                           bool all_finite = false) {
+  if (map.factor == 0.0) return write_zero_advantages(n, out);
+  if (fused_write_exact(map)) {
+    if (all_finite) return write_fused_advantages_floats<false>(values, n, map, out);
+    return write_fused_advantages_floats<true>(values, n, map, out);
+  }
   if (all_finite) return write_advantages_floats<false>(values, n, map, out);
   return write_advantages_floats<true>(values, n, map, out);
 }

@@ -334,6 +334,25 @@ def test_every_path_computes_the_same_bits(tmp_path):
 
 
 @pytest.mark.skipif(bool(os.environ.get("GAPO_CPU_ISA")), reason="the self-test runs every path itself")
+def test_group_passes_self_test_of_every_x86_path(tmp_path_factory):
+    # scripts/group_scans_selftest.cpp: the AVX2 and AVX-512 window scans (one pass, two passes,
+    # double lanes), sums of squares and advantage writes against the portable passes, bit for
+    # bit, on hostile groups with the maps of every baseline, scale and eps up to 1e300.
+    from tests.host_programs import ROOT as SOURCE_ROOT, build_host_program
+
+    vector_paths = [isa for isa in gapo_kernels.build_info()["cpu_isas_supported"] if isa in ("avx512", "avx2")]
+    if not vector_paths:
+        pytest.skip("no x86 vector path on this CPU")
+    exe = build_host_program(tmp_path_factory, SOURCE_ROOT / "scripts" / "group_scans_selftest.cpp",
+                             "the group passes' self-test", "-ffp-contract=off")
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for isa in vector_paths:
+        assert f"{isa}: group passes checked" in proc.stdout, proc.stdout
+    assert re.search(r"^0 of [1-9][0-9]* checks wrong$", proc.stdout, re.MULTILINE), proc.stdout
+
+
+@pytest.mark.skipif(bool(os.environ.get("GAPO_CPU_ISA")), reason="the self-test runs every path itself")
 def test_sort_self_test_of_every_path(tmp_path_factory):
     # scripts/sort_selftest.cpp: every path's sort_float_group against std::sort, at every size
     # up to 1100 and around every threshold of the size -> method table, on ties, a few levels

@@ -1,8 +1,7 @@
 // Standalone check of the x86 vector paths' whole-group passes (csrc/cpu/group_scans_avx2.h,
 // group_scans_avx512.h) against the portable ones, bit for bit, on hostile groups:
-//   - the window scan: the one-pass scan, the two-pass scan it falls back to (which groups of
-//     2^31 windows take, too large to test here) and the double-lane scan, against
-//     gapo::hdi_start, over every tau;
+//   - the window scan: the one-pass scan and the two-pass scan it falls back to (which scans
+//     of 2^31 windows take, too large to test here), against gapo::hdi_start, over every tau;
 //   - the sum of squared deviations, about the group's own centers and arbitrary ones;
 //   - the advantage write, with the maps group_stats_of_sorted makes for every baseline, scale
 //     and an eps from 0 to 1e300 (the fused form, the exact form for tiny factors, and the zeros
@@ -107,7 +106,6 @@ void check_path(const char* name, Counts& counts) {
         counts.check(Path::template hdi_start_in_two_passes<typename Path::FloatLanes>(sorted.data(), n, k) == want,
                      "two-pass window scan", size);
       }
-      counts.check(Path::hdi_start_double_lanes(sorted.data(), n, k) == want, "double-lane window scan", size);
     }
 
     // The sum of squared deviations about the group's median and an arbitrary center.
@@ -157,9 +155,6 @@ void check_path(const char* name, Counts& counts) {
     template <class F>                                                                                 \
     static int64_t hdi_start_in_two_passes(const float* s, int64_t n, int64_t k) {                     \
       return NS::hdi_start_in_two_passes<F>(s, n, k);                                                  \
-    }                                                                                                  \
-    static int64_t hdi_start_double_lanes(const float* s, int64_t n, int64_t k) {                      \
-      return NS::hdi_start_double_lanes(s, n, k);                                                      \
     }                                                                                                  \
     static double sum_of_squared_deviations_floats(const float* v, int64_t n, double down, double c) { \
       return NS::sum_of_squared_deviations_floats(v, n, down, c);                                      \

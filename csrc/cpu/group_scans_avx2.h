@@ -1,11 +1,8 @@
 // AVX2 versions of the CPU kernel's whole-group passes (group_scans.h) for float keys: the
 // window scan, the sum of squared deviations and the write of the advantages, with the bits of
 // the portable passes, four doubles (or eight floats) per instruction.
-//   - hdi_start: from kFloatWindowScanMin windows on float widths, eight per register, deciding
-//     near ties in double (window_scan.inc); below it two sets of four double lanes, each lane
-//     keeping its narrowest window by the strict-< rule while it visits its starts in
-//     increasing order, then every lane merged by hdi_prefer's order (narrowest, then lowest
-//     start). Either way the scalar scan's window.
+//   - hdi_start: on float widths, eight per register, deciding near ties in double
+//     (window_scan.inc): the scalar scan's window.
 //   - sum_of_squared_deviations: four accumulators hold the sixteen partial sums of
 //     group_scans.h's order (accumulator q holds parts 4q..4q+3) and combine as it does.
 //   - write_group_advantages: advantage_of per lane, in the fused form of group_scans.h
@@ -85,58 +82,6 @@ struct FloatLanes {
   }
   static void store_index(int32_t* dst, Index v) { _mm256_store_si256(reinterpret_cast<__m256i*>(dst), v); }
 };
-
-
-inline int64_t hdi_start_double_lanes(const float* sorted, int64_t n, int64_t k) {
-  const int64_t windows = n - k + 1;  // >= kVectorWindowScanMin >= 8
-  const float* high = sorted + (k - 1);  // window s is [sorted[s], high[s]]
-  const auto widths_at = [&](int64_t start) {
-    return _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(high + start)), _mm256_cvtps_pd(_mm_loadu_ps(sorted + start)));
-  };
-  const __m256d lanes = _mm256_setr_pd(0, 1, 2, 3);
-  __m256d width_a = widths_at(0), width_b = widths_at(4);
-  __m256d start_a = lanes, start_b = _mm256_add_pd(lanes, _mm256_set1_pd(4.0));  // starts as doubles: exact below 2^53
-  const auto visit = [&](__m256d& lane_width, __m256d& lane_start, int64_t start) {
-    const __m256d width = widths_at(start);
-    const __m256d narrower = _mm256_cmp_pd(width, lane_width, _CMP_LT_OQ);
-    lane_width = _mm256_blendv_pd(lane_width, width, narrower);
-    const __m256d starts = _mm256_add_pd(_mm256_set1_pd(static_cast<double>(start)), lanes);
-    lane_start = _mm256_blendv_pd(lane_start, starts, narrower);
-  };
-  // Stops once some lane holds a window of width 0: every start below the current block has
-  // been visited, so the narrowest-then-lowest merge below already gives the first such window.
-  const __m256d zero = _mm256_setzero_pd();
-  int64_t start = 8;
-  for (; start + 8 <= windows; start += 8) {
-    if (_mm256_movemask_pd(_mm256_cmp_pd(_mm256_min_pd(width_a, width_b), zero, _CMP_EQ_OQ))) break;
-    visit(width_a, start_a, start);
-    visit(width_b, start_b, start + 4);
-  }
-  if (start + 4 <= windows) {
-    visit(width_a, start_a, start);
-    start += 4;
-  }
-  // The last windows % 4 windows: one more block ending at the last window. It overlaps blocks
-  // already seen, but each lane's start in it is above every start that lane has seen, so each
-  // lane's order stays increasing; no scalar tail, so no branch per window.
-  if (start < windows) visit(width_b, start_b, windows - 4);
-  // Lane-wise merge of the two sets, then across lanes, without branches (a mispredicted merge
-  // costs more than a mid-sized group's scan): the narrowest width (min is exact), then the
-  // lowest start among the lanes that have it.
-  const __m256d b_first = _mm256_or_pd(
-      _mm256_cmp_pd(width_b, width_a, _CMP_LT_OQ),
-      _mm256_and_pd(_mm256_cmp_pd(width_b, width_a, _CMP_EQ_OQ), _mm256_cmp_pd(start_b, start_a, _CMP_LT_OQ)));
-  const __m256d lane_width = _mm256_blendv_pd(width_a, width_b, b_first);
-  const __m256d lane_start = _mm256_blendv_pd(start_a, start_b, b_first);
-  __m256d narrowest = _mm256_min_pd(lane_width, _mm256_permute_pd(lane_width, 0b0101));
-  narrowest = _mm256_min_pd(narrowest, _mm256_permute2f128_pd(narrowest, narrowest, 1));
-  const __m256d is_narrowest = _mm256_cmp_pd(lane_width, narrowest, _CMP_EQ_OQ);
-  const __m256d above_every_start = _mm256_set1_pd(9007199254740992.0);  // 2^53
-  __m256d first = _mm256_blendv_pd(above_every_start, lane_start, is_narrowest);
-  first = _mm256_min_pd(first, _mm256_permute_pd(first, 0b0101));
-  first = _mm256_min_pd(first, _mm256_permute2f128_pd(first, first, 1));
-  return static_cast<int64_t>(_mm256_cvtsd_f64(first));
-}
 
 #include "cpu/window_scan.inc"
 

@@ -1,9 +1,8 @@
 // AVX-512 versions of the CPU kernel's whole-group passes (group_scans.h) for float keys, with
 // the bits of the portable passes, eight doubles (or sixteen floats) per instruction; the same
 // scheme as group_scans_avx2.h, with mask registers for the tails and the blends:
-//   - hdi_start: from kFloatWindowScanMin windows on float widths, sixteen per register,
-//     deciding near ties in double (window_scan.inc); below it two sets of eight double lanes
-//     (two compare-and-merge chains side by side), merged by hdi_prefer's order;
+//   - hdi_start: on float widths, sixteen per register, deciding near ties in double
+//     (window_scan.inc);
 //   - sum_of_squared_deviations: two accumulators hold the sixteen partial sums of
 //     group_scans.h's order (parts 0..7 and 8..15);
 //   - write_group_advantages: advantage_of per lane in the fused form of group_scans.h,
@@ -81,49 +80,6 @@ struct FloatLanes {
   }
   static void store_index(int32_t* dst, Index v) { _mm512_store_si512(dst, v); }
 };
-
-
-inline int64_t hdi_start_double_lanes(const float* sorted, int64_t n, int64_t k) {
-  const int64_t windows = n - k + 1;  // >= kVectorWindowScanMin >= 16
-  const float* high = sorted + (k - 1);  // window s is [sorted[s], high[s]]
-  const auto widths_at = [&](int64_t start) {
-    return _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(high + start)),
-                         _mm512_cvtps_pd(_mm256_loadu_ps(sorted + start)));
-  };
-  const __m512i lanes = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-  __m512d width_a = widths_at(0), width_b = widths_at(8);
-  __m512i start_a = lanes, start_b = _mm512_add_epi64(lanes, _mm512_set1_epi64(8));
-  const auto visit = [&](__m512d& lane_width, __m512i& lane_start, int64_t start) {
-    const __m512d width = widths_at(start);
-    const __mmask8 narrower = _mm512_cmp_pd_mask(width, lane_width, _CMP_LT_OQ);
-    lane_width = _mm512_mask_mov_pd(lane_width, narrower, width);
-    lane_start = _mm512_mask_mov_epi64(lane_start, narrower, _mm512_add_epi64(_mm512_set1_epi64(start), lanes));
-  };
-  // Stops once some lane holds a window of width 0: every start below the current block has
-  // been visited, so the narrowest-then-lowest merge below already gives the first such window.
-  const __m512d zero = _mm512_setzero_pd();
-  int64_t start = 16;
-  for (; start + 16 <= windows; start += 16) {
-    if (_mm512_cmp_pd_mask(_mm512_min_pd(width_a, width_b), zero, _CMP_EQ_OQ)) break;
-    visit(width_a, start_a, start);
-    visit(width_b, start_b, start + 8);
-  }
-  if (start + 8 <= windows) {
-    visit(width_a, start_a, start);
-    start += 8;
-  }
-  // The last windows % 8: one block ending at the last window, whose starts are above every
-  // start its lanes have seen (see group_scans_avx2.h).
-  if (start < windows) visit(width_b, start_b, windows - 8);
-  const __mmask8 b_first =
-      _mm512_cmp_pd_mask(width_b, width_a, _CMP_LT_OQ) |
-      (_mm512_cmp_pd_mask(width_b, width_a, _CMP_EQ_OQ) & _mm512_cmplt_epi64_mask(start_b, start_a));
-  const __m512d lane_width = _mm512_mask_mov_pd(width_a, b_first, width_b);
-  const __m512i lane_start = _mm512_mask_mov_epi64(start_a, b_first, start_b);
-  const double narrowest = _mm512_reduce_min_pd(lane_width);
-  const __mmask8 is_narrowest = _mm512_cmp_pd_mask(lane_width, _mm512_set1_pd(narrowest), _CMP_EQ_OQ);
-  return _mm512_mask_reduce_min_epi64(is_narrowest, lane_start);
-}
 
 #include "cpu/window_scan.inc"
 

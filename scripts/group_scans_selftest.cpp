@@ -1,7 +1,8 @@
 // Standalone check of the x86 vector paths' whole-group passes (csrc/cpu/group_scans_avx2.h,
 // group_scans_avx512.h) against the portable ones, bit for bit, on hostile groups:
-//   - the window scan: the one-pass scan and the two-pass scan it falls back to (which scans
-//     of 2^31 windows take, too large to test here), against gapo::hdi_start, over every tau;
+//   - the window scan: the one-pass float scan and the scan in double it falls back to (which
+//     scans of 2^31 windows take, too large to test here), against gapo::hdi_start, over
+//     every tau;
 //   - the sum of squared deviations, about the group's own centers and arbitrary ones;
 //   - the advantage write, with the maps group_stats_of_sorted makes for every baseline, scale
 //     and an eps from 0 to 1e300 (the fused form, the exact form for tiny factors, and the zeros
@@ -103,8 +104,8 @@ void check_path(const char* name, Counts& counts) {
       const int64_t want = hdi_start(sorted.data(), n, k);
       counts.check(Path::hdi_start_floats(sorted.data(), n, k) == want, "window scan", size);
       if (windows >= Path::FloatLanes::kLanes) {
-        counts.check(Path::template hdi_start_in_two_passes<typename Path::FloatLanes>(sorted.data(), n, k) == want,
-                     "two-pass window scan", size);
+        counts.check(Path::template hdi_start_in_double<typename Path::FloatLanes>(sorted.data(), n, k) == want,
+                     "window scan in double", size);
       }
     }
 
@@ -153,8 +154,8 @@ void check_path(const char* name, Counts& counts) {
       return NS::hdi_start_floats(s, n, k);                                                            \
     }                                                                                                  \
     template <class F>                                                                                 \
-    static int64_t hdi_start_in_two_passes(const float* s, int64_t n, int64_t k) {                     \
-      return NS::hdi_start_in_two_passes<F>(s, n, k);                                                  \
+    static int64_t hdi_start_in_double(const float* s, int64_t n, int64_t k) {                         \
+      return NS::hdi_start_in_double<F>(s, n, k);                                                      \
     }                                                                                                  \
     static double sum_of_squared_deviations_floats(const float* v, int64_t n, double down, double c) { \
       return NS::sum_of_squared_deviations_floats(v, n, down, c);                                      \

@@ -335,9 +335,9 @@ def test_every_path_computes_the_same_bits(tmp_path):
 
 @pytest.mark.skipif(bool(os.environ.get("GAPO_CPU_ISA")), reason="the self-test runs every path itself")
 def test_group_passes_self_test_of_every_x86_path(tmp_path_factory):
-    # scripts/group_scans_selftest.cpp: the AVX2 and AVX-512 window scans (one pass and two
-    # passes), sums of squares and advantage writes against the portable passes, bit for bit, on
-    # hostile groups with the maps of every baseline, scale and eps up to 1e300.
+    # scripts/group_scans_selftest.cpp: the AVX2 and AVX-512 window scans (on float widths and
+    # in double), sums of squares and advantage writes against the portable passes, bit for
+    # bit, on hostile groups with the maps of every baseline, scale and eps up to 1e300.
     from tests.host_programs import ROOT as SOURCE_ROOT, build_host_program
 
     vector_paths = [isa for isa in gapo_kernels.build_info()["cpu_isas_supported"] if isa in ("avx512", "avx2")]

@@ -81,6 +81,41 @@ struct FloatLanes {
                                                 _mm256_cmp_ps(width, least, _CMP_LT_OQ)));
   }
   static void store_index(int32_t* dst, Index v) { _mm256_store_si256(reinterpret_cast<__m256i*>(dst), v); }
+  // Two sets of four double lanes; starts as doubles (exact below 2^53).
+  struct DoubleBest {
+    __m256d width[2];
+    __m256d start[2];
+  };
+  static DoubleBest double_best() {
+    const __m256d none = _mm256_set1_pd(__builtin_inf());
+    const __m256d above_every_start = _mm256_set1_pd(9007199254740992.0);  // 2^53
+    return DoubleBest{{none, none}, {above_every_start, above_every_start}};
+  }
+  static void visit_in_double(DoubleBest& best, const float* high, const float* low, int64_t start) {
+    for (int h = 0; h < 2; ++h) {
+      const __m256d width = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(high + start + 4 * h)),
+                                          _mm256_cvtps_pd(_mm_loadu_ps(low + start + 4 * h)));
+      const __m256d narrower = _mm256_cmp_pd(width, best.width[h], _CMP_LT_OQ);
+      const __m256d starts = _mm256_add_pd(_mm256_set1_pd(static_cast<double>(start + 4 * h)), _mm256_setr_pd(0, 1, 2, 3));
+      best.width[h] = _mm256_blendv_pd(best.width[h], width, narrower);
+      best.start[h] = _mm256_blendv_pd(best.start[h], starts, narrower);
+    }
+  }
+  // Without branches (a mispredicted merge costs more than the rest of a mid-sized scan).
+  static int64_t best_start(const DoubleBest& best) {
+    const __m256d second = _mm256_or_pd(
+        _mm256_cmp_pd(best.width[1], best.width[0], _CMP_LT_OQ),
+        _mm256_and_pd(_mm256_cmp_pd(best.width[1], best.width[0], _CMP_EQ_OQ),
+                      _mm256_cmp_pd(best.start[1], best.start[0], _CMP_LT_OQ)));
+    const __m256d width = _mm256_blendv_pd(best.width[0], best.width[1], second);
+    const __m256d start = _mm256_blendv_pd(best.start[0], best.start[1], second);
+    __m256d narrowest = _mm256_min_pd(width, _mm256_permute_pd(width, 0b0101));
+    narrowest = _mm256_min_pd(narrowest, _mm256_permute2f128_pd(narrowest, narrowest, 1));
+    __m256d first = _mm256_blendv_pd(_mm256_set1_pd(9007199254740992.0), start, _mm256_cmp_pd(width, narrowest, _CMP_EQ_OQ));
+    first = _mm256_min_pd(first, _mm256_permute_pd(first, 0b0101));
+    first = _mm256_min_pd(first, _mm256_permute2f128_pd(first, first, 1));
+    return static_cast<int64_t>(_mm256_cvtsd_f64(first));
+  }
 };
 
 #include "cpu/window_scan.inc"

@@ -79,6 +79,35 @@ struct FloatLanes {
     return _mm512_mask_mov_epi32(first, _mm512_cmp_ps_mask(width, least, _CMP_LT_OQ), starts);
   }
   static void store_index(int32_t* dst, Index v) { _mm512_store_si512(dst, v); }
+  // Two sets of eight double lanes; starts as 64-bit integers.
+  struct DoubleBest {
+    __m512d width[2];
+    __m512i start[2];
+  };
+  static DoubleBest double_best() {
+    const __m512d none = _mm512_set1_pd(__builtin_inf());
+    const __m512i above_every_start = _mm512_set1_epi64(INT64_MAX);
+    return DoubleBest{{none, none}, {above_every_start, above_every_start}};
+  }
+  static void visit_in_double(DoubleBest& best, const float* high, const float* low, int64_t start) {
+    for (int h = 0; h < 2; ++h) {
+      const __m512d width = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(high + start + 8 * h)),
+                                          _mm512_cvtps_pd(_mm256_loadu_ps(low + start + 8 * h)));
+      const __mmask8 narrower = _mm512_cmp_pd_mask(width, best.width[h], _CMP_LT_OQ);
+      const __m512i starts = _mm512_add_epi64(_mm512_set1_epi64(start + 8 * h), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+      best.width[h] = _mm512_mask_mov_pd(best.width[h], narrower, width);
+      best.start[h] = _mm512_mask_mov_epi64(best.start[h], narrower, starts);
+    }
+  }
+  static int64_t best_start(const DoubleBest& best) {
+    const __mmask8 second =
+        _mm512_cmp_pd_mask(best.width[1], best.width[0], _CMP_LT_OQ) |
+        (_mm512_cmp_pd_mask(best.width[1], best.width[0], _CMP_EQ_OQ) & _mm512_cmp_epi64_mask(best.start[1], best.start[0], _MM_CMPINT_LT));
+    const __m512d width = _mm512_mask_mov_pd(best.width[0], second, best.width[1]);
+    const __m512i start = _mm512_mask_mov_epi64(best.start[0], second, best.start[1]);
+    const __mmask8 narrowest = _mm512_cmp_pd_mask(width, _mm512_set1_pd(_mm512_reduce_min_pd(width)), _CMP_EQ_OQ);
+    return _mm512_mask_reduce_min_epi64(narrowest, start);
+  }
 };
 
 #include "cpu/window_scan.inc"

@@ -1,14 +1,16 @@
 // Standalone check of the x86 vector paths' whole-group passes (csrc/cpu/group_scans_avx2.h,
 // group_scans_avx512.h) against the portable ones, bit for bit, on hostile groups:
-//   - the window scan: the one-pass float scan and the scan in double it falls back to (which
-//     scans of 2^31 windows take, too large to test here), against gapo::hdi_start, over
-//     every tau;
+//   - the window scan: as the kernel calls it, the one-pass float scan alone and the scan in
+//     double it falls back to (which scans of 2^31 windows take, too large to test here),
+//     against gapo::hdi_start, over every tau, and again with subnormal results flushed to
+//     zero (MXCSR's FTZ, as torch.set_flush_denormal sets it);
 //   - the sum of squared deviations, about the group's own centers and arbitrary ones;
 //   - the advantage write, with the maps group_stats_of_sorted makes for every baseline, scale
 //     and an eps from 0 to 1e300 (the fused form, the exact form for tiny factors, and the zeros
 //     of all-equal groups), with and without missing rewards.
 // Groups: normal, a few levels, ulp-spaced (near-equal widths), spanning the float range (float
-// widths of +inf), subnormal, random bits, signed zeros, plateaus, all equal (of either sign).
+// widths of +inf), subnormal, random bits, signed zeros, plateaus, all equal (of either sign),
+// normal keys a few subnormals apart.
 // On a CPU or architecture without the paths it says so and checks nothing.
 //   g++ -O2 -std=c++20 -ffp-contract=off -Icsrc scripts/group_scans_selftest.cpp -o /tmp/scans && /tmp/scans
 #include <algorithm>
@@ -55,8 +57,10 @@ float random_reward(int kind, float plateau) {
       return rng() % 2 ? -0.0f : 0.0f;
     case 7:
       return rng() % 3 ? plateau : normal(rng) * 1e-3f + 1e3f;  // plateaus near 1000
-    default:
+    case 8:
       return plateau;  // all equal, of either sign: the zero map
+    default:  // normal keys a few subnormals apart: float widths that flush-to-zero makes 0
+      return std::ldexp(1.0f + static_cast<float>(rng() % 8) * 0x1p-23f, -126 + static_cast<int>(rng() % 3));
   }
 }
 
@@ -78,7 +82,7 @@ void check_path(const char* name, Counts& counts) {
   const double epsilons[] = {0.0, 1e-6, 1.0, 1e30, 1e290, 1e300};
   for (int trial = 0; trial < 20000; ++trial) {
     const int size = 16 + static_cast<int>(rng() % (trial % 4 == 0 ? 3000 : 600));
-    const int kind = static_cast<int>(rng() % 9);
+    const int kind = static_cast<int>(rng() % 10);
     const float plateau = static_cast<float>(static_cast<int>(rng() % 9) - 4) * 0.75f;
     std::vector<float> rewards(size);
     for (float& x : rewards) x = random_reward(kind, plateau);
@@ -103,10 +107,17 @@ void check_path(const char* name, Counts& counts) {
       if (windows < Path::kVectorWindowScanMin) continue;
       const int64_t want = hdi_start(sorted.data(), n, k);
       counts.check(Path::hdi_start_floats(sorted.data(), n, k) == want, "window scan", size);
-      if (windows >= Path::FloatLanes::kLanes) {
-        counts.check(Path::template hdi_start_in_double<typename Path::FloatLanes>(sorted.data(), n, k) == want,
-                     "window scan in double", size);
-      }
+      using F = typename Path::FloatLanes;
+      counts.check(Path::template hdi_start_by_float_widths<F>(sorted.data(), n, k) == want, "window scan on floats", size);
+      counts.check(Path::template hdi_start_in_double<F>(sorted.data(), n, k) == want, "window scan in double", size);
+      // With subnormal results flushed to zero (torch.set_flush_denormal): the reference,
+      // in double on float keys, is unchanged.
+      const unsigned csr = _mm_getcsr();
+      _mm_setcsr(csr | _MM_FLUSH_ZERO_ON);
+      const int64_t flushed = Path::hdi_start_floats(sorted.data(), n, k);
+      const int64_t flushed_on_floats = Path::template hdi_start_by_float_widths<F>(sorted.data(), n, k);
+      _mm_setcsr(csr);
+      counts.check(flushed == want && flushed_on_floats == want, "window scan, flushing subnormals", size);
     }
 
     // The sum of squared deviations about the group's median and an arbitrary center.
@@ -156,6 +167,10 @@ void check_path(const char* name, Counts& counts) {
     template <class F>                                                                                 \
     static int64_t hdi_start_in_double(const float* s, int64_t n, int64_t k) {                         \
       return NS::hdi_start_in_double<F>(s, n, k);                                                      \
+    }                                                                                                  \
+    template <class F>                                                                                 \
+    static int64_t hdi_start_by_float_widths(const float* s, int64_t n, int64_t k) {                   \
+      return NS::hdi_start_by_float_widths<F>(s, n, k);                                                \
     }                                                                                                  \
     static double sum_of_squared_deviations_floats(const float* v, int64_t n, double down, double c) { \
       return NS::sum_of_squared_deviations_floats(v, n, down, c);                                      \

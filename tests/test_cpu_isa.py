@@ -184,6 +184,38 @@ def test_windows_wider_than_the_float_range(tau):
     assert_advantage_matches(out, rewards, offsets, tau=tau)
 
 
+def test_flushing_subnormals_moves_no_window():
+    # torch.set_flush_denormal(True) makes the calling thread flush subnormal results to zero.
+    # Normal rewards a few subnormals apart then have float differences of 0; the vector paths'
+    # window scan must still count a window as of width 0 only where its keys are equal, so
+    # the windows and the advantages come out as without the mode. (S is itself subnormal in
+    # float32 here, and the mode flushes it on conversion: it is left out, and eps is 0 so that
+    # the advantages are not subnormal too.)
+    rng = np.random.default_rng(13)
+    sizes = [20, 33, 64, 100, 200, 300] * 2
+    parts = [np.ldexp(1.0 + rng.integers(0, 8, size=s) * 2.0**-23, -126 + rng.integers(0, 3, size=s)) for s in sizes]
+    rewards = torch.from_numpy(np.concatenate(parts)).float()
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+    assert rewards.numel() <= 4096  # one task, on the calling thread, whose mode torch sets
+
+    def results():
+        out = []
+        for tau in (0.3, 0.5, 0.9):
+            stats = gapo_kernels.group_stats(rewards, offsets, tau=tau, backend="cpu")
+            out += [stats.hdi_low, stats.hdi_high, stats.baseline, stats.min, stats.max,
+                    gapo_kernels.advantage(rewards, offsets, tau=tau, eps=0.0, backend="cpu")]
+        return [t.numpy().tobytes() for t in out]
+
+    want = results()
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals")
+    try:
+        got = results()
+    finally:
+        torch.set_flush_denormal(False)
+    assert got == want
+
+
 @pytest.mark.parametrize("levels", [1, 2, 3, 8, 9])
 def test_large_groups_of_few_levels_match_reference(levels):
     # Pass/fail and few-level rewards in large groups are sorted by counting on the vector

@@ -11,8 +11,9 @@
 //     i % kSumParts in increasing i, combined by halving (part j += part j + half, half = 8, 4,
 //     2, 1). Sixteen parts are two AVX-512 or four AVX2 accumulators, enough independent add
 //     chains to keep a core's adders busy (one chain is bound by the add latency);
-//   - the advantage of each reward is advantage_of's, one IEEE operation at a time. The CPU
-//     sources are compiled with -ffp-contract=off, so no multiply and add fuse on any path.
+//   - the advantage of each reward is advantage_of's bits. The CPU sources are compiled with
+//     -ffp-contract=off, so the compiler fuses no multiply and add; the vector paths fuse one
+//     by hand only where the product is exact (below), which rounds as the separate steps do.
 #pragma once
 
 #include <cstdint>

@@ -51,6 +51,20 @@ def _batch(seed: int, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(parts), offsets
 
 
+def _float32_groups(parts: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The groups `parts`, in order, as float32 rewards and their offsets."""
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum([len(part) for part in parts])]))
+    return torch.from_numpy(np.concatenate(parts)).float(), offsets
+
+
+def _assert_cpu_matches_reference(rewards: torch.Tensor, offsets: torch.Tensor, **params) -> None:
+    """The CPU backend's group_stats and advantage against the reference, for these params."""
+    stats = gapo_kernels.group_stats(rewards, offsets, backend="cpu", **params)
+    assert_stats_match(stats, rewards, offsets, **params)
+    out = gapo_kernels.advantage(rewards, offsets, backend="cpu", **params)
+    assert_advantage_matches(out, rewards, offsets, **params)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("baseline", ["hdi_median", "hdi_mean", "median", "mean"])
@@ -120,7 +134,7 @@ def test_first_zero_width_window_wins(tau):
     # Groups with plateaus (runs of one value) at every position: the window scan stops at the
     # first window of width 0, which must be the lowest start of the narrowest windows.
     rng = np.random.default_rng(5)
-    parts, sizes = [], []
+    parts = []
     for size in [20, 33, 64, 100, 257, 1000, 3000] * 6:
         values = np.sort(rng.normal(size=size))
         k = max(1, int(np.ceil(size * tau)))
@@ -128,15 +142,8 @@ def test_first_zero_width_window_wins(tau):
             length = int(rng.integers(k, min(size, k + 5) + 1))
             begin = int(rng.integers(0, size - length + 1))
             values[begin:begin + length] = values[begin]
-        values = rng.permutation(np.round(values, 3) if rng.random() < 0.3 else values)
-        parts.append(values)
-        sizes.append(size)
-    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
-    rewards = torch.from_numpy(np.concatenate(parts)).float()
-    stats = gapo_kernels.group_stats(rewards, offsets, tau=tau, backend="cpu")
-    assert_stats_match(stats, rewards, offsets, tau=tau)
-    out = gapo_kernels.advantage(rewards, offsets, tau=tau, backend="cpu")
-    assert_advantage_matches(out, rewards, offsets, tau=tau)
+        parts.append(rng.permutation(np.round(values, 3) if rng.random() < 0.3 else values))
+    _assert_cpu_matches_reference(*_float32_groups(parts), tau=tau)
 
 
 def test_windows_equal_in_float_are_told_apart_in_double():
@@ -145,23 +152,14 @@ def test_windows_equal_in_float_are_told_apart_in_double():
     # windows by their float widths, and must still pick the narrowest in double (the lowest
     # start among exact ties), as the reference does.
     rng = np.random.default_rng(8)
-    parts, sizes = [], []
+    parts = []
     for size in [40, 64, 100, 256, 514, 1000] * 8:
         small = rng.integers(0, 64, size=size // 2) / 8.0
         large = 2.0**24 + 2.0 * rng.integers(0, 4, size=size - size // 2)
         parts.append(rng.permutation(np.concatenate([small, large])))
-        sizes.append(size)
-    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
-    rewards = torch.from_numpy(np.concatenate(parts)).float()
-    for size in sorted(set(sizes)):
+    for size in sorted({len(part) for part in parts}):
         tau = (size // 2 + 0.5) / size  # k = size // 2 + 1: every window has both kinds
-        group = [i for i, s in enumerate(sizes) if s == size]
-        sub_offsets = torch.tensor(np.concatenate([[0], np.cumsum([size] * len(group))]))
-        sub = torch.cat([rewards[int(offsets[i]):int(offsets[i + 1])] for i in group])
-        stats = gapo_kernels.group_stats(sub, sub_offsets, tau=tau, backend="cpu")
-        assert_stats_match(stats, sub, sub_offsets, tau=tau)
-        out = gapo_kernels.advantage(sub, sub_offsets, tau=tau, backend="cpu")
-        assert_advantage_matches(out, sub, sub_offsets, tau=tau)
+        _assert_cpu_matches_reference(*_float32_groups([part for part in parts if len(part) == size]), tau=tau)
 
 
 @pytest.mark.parametrize("tau", [0.1, 0.5, 0.9])
@@ -170,18 +168,10 @@ def test_windows_wider_than_the_float_range(tau):
     # screen of the vector paths' window scan sees many windows at +inf and must decide among
     # them in double, as the reference does; some groups keep a few finite-width windows.
     rng = np.random.default_rng(12)
-    parts, sizes = [], []
-    for size in [64, 130, 257, 600, 1500] * 4:
-        spread = rng.choice([1.0, 0.6, 0.45])
-        parts.append(rng.uniform(-3.0e38, 3.0e38, size=size) * spread)
-        sizes.append(size)
-    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
-    rewards = torch.from_numpy(np.concatenate(parts)).float()
+    parts = [rng.choice([1.0, 0.6, 0.45]) * rng.uniform(-3.0e38, 3.0e38, size=size) for size in [64, 130, 257, 600, 1500] * 4]
+    rewards, offsets = _float32_groups(parts)
     assert torch.isfinite(rewards).all()
-    stats = gapo_kernels.group_stats(rewards, offsets, tau=tau, backend="cpu")
-    assert_stats_match(stats, rewards, offsets, tau=tau)
-    out = gapo_kernels.advantage(rewards, offsets, tau=tau, backend="cpu")
-    assert_advantage_matches(out, rewards, offsets, tau=tau)
+    _assert_cpu_matches_reference(rewards, offsets, tau=tau)
 
 
 def test_flushing_subnormals_moves_no_window():
@@ -193,9 +183,8 @@ def test_flushing_subnormals_moves_no_window():
     # the advantages are not subnormal too.)
     rng = np.random.default_rng(13)
     sizes = [20, 33, 64, 100, 200, 300] * 2
-    parts = [np.ldexp(1.0 + rng.integers(0, 8, size=s) * 2.0**-23, -126 + rng.integers(0, 3, size=s)) for s in sizes]
-    rewards = torch.from_numpy(np.concatenate(parts)).float()
-    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
+    rewards, offsets = _float32_groups(
+        [np.ldexp(1.0 + rng.integers(0, 8, size=s) * 2.0**-23, -126 + rng.integers(0, 3, size=s)) for s in sizes])
     assert rewards.numel() <= 4096  # one task, on the calling thread, whose mode torch sets
 
     def results():
@@ -223,19 +212,14 @@ def test_large_groups_of_few_levels_match_reference(levels):
     # rewards and both zeros among them.
     rng = np.random.default_rng(levels)
     values = np.array([-0.0, 0.0, 1.0, -2.5, 3e30, 0.25, 7.0, -1e-30, 5.0][:levels] if levels > 1 else [-0.0])
-    sizes = [512, 513, 700, 1024, 2049, 4096, 5000]
     parts = []
-    for size in sizes:
+    for size in [512, 513, 700, 1024, 2049, 4096, 5000]:
         group = rng.choice(values, size=size)
         group[rng.random(size) < 0.05] = rng.choice([np.nan, np.inf, -np.inf])
         parts.append(group)
-    offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]))
-    rewards = torch.from_numpy(np.concatenate(parts)).float()
+    rewards, offsets = _float32_groups(parts)
     for baseline in ("hdi_median", "mean"):
-        stats = gapo_kernels.group_stats(rewards, offsets, tau=0.5, baseline=baseline, backend="cpu")
-        assert_stats_match(stats, rewards, offsets, tau=0.5, baseline=baseline)
-        out = gapo_kernels.advantage(rewards, offsets, tau=0.5, baseline=baseline, backend="cpu")
-        assert_advantage_matches(out, rewards, offsets, tau=0.5, baseline=baseline)
+        _assert_cpu_matches_reference(rewards, offsets, tau=0.5, baseline=baseline)
 
 
 def test_negative_zero_sorts_as_positive_zero():
